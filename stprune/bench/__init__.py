@@ -1,0 +1,1 @@
+"""stprune.bench."""
