@@ -21,7 +21,103 @@ def _run_version(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_version]
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="accuracy of a (pruned) video classifier on a video list (resumable, torchrun-ready)",
+        description="Evaluate a video classifier with the VideoMAE multi-view test protocol. Rows are "
+        "written to --out as each video finishes; rerunning with the same --out resumes. Under "
+        "torchrun the list is sharded across ranks. See docs/eval.md.",
+    )
+    p.add_argument(
+        "--model", required=True, help="HF hub id, save_pretrained dir, VideoMAE zoo .pth, or 'demo'"
+    )
+    p.add_argument(
+        "--data", required=True, help="video list: 'path label' lines, or CSV with header path|video,label"
+    )
+    p.add_argument(
+        "--root", default=None, help="folder relative paths are resolved against (default: the list's folder)"
+    )
+    p.add_argument("--out", required=True, help="results folder (predictions.rank*.jsonl, summary.json)")
+    p.add_argument(
+        "--protocol",
+        choices=["kinetics", "ssv2"],
+        default="kinetics",
+        help="test sampling (default kinetics)",
+    )
+    p.add_argument(
+        "--views", default=None, help="TxS temporal clips x spatial crops (default 5x3 kinetics, 2x3 ssv2)"
+    )
+    p.add_argument("--sampling-rate", type=int, default=4, help="kinetics frame stride (default 4)")
+    prune = p.add_mutually_exclusive_group()
+    prune.add_argument("--r", type=int, default=None, help="tokens dropped per group at each pruning point")
+    prune.add_argument("--flops-target", type=float, default=None, help="target FLOPs ratio in (0, 1]")
+    p.add_argument(
+        "--method", choices=["sta", "tome", "random"], default="sta", help="pruning method (default sta)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
+    p.add_argument("--workers", type=int, default=4, help="decoding DataLoader workers (default 4)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        default="auto",
+        help="autocast precision (auto: fp16 on cuda as VideoMAE tests, fp32 on cpu)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos of the list")
+    p.add_argument(
+        "--num-heads", type=int, default=None, help="attention heads of a zoo .pth (default from width)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="discard results already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from stprune.eval.runner import run_eval
+
+    try:
+        summary = run_eval(
+            model=args.model,
+            data=args.data,
+            out=args.out,
+            root=args.root,
+            protocol=args.protocol,
+            views=args.views,
+            sampling_rate=args.sampling_rate,
+            r=args.r,
+            flops_target=args.flops_target,
+            method=args.method,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            num_heads=args.num_heads,
+            precision=args.precision,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError, NotImplementedError) as e:
+        print(f"stprune eval: error: {e}", file=sys.stderr)
+        return 2
+    if summary is None:  # not rank 0
+        return 0
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}%"
+
+    print(
+        f"top-1 {pct(summary['top1'])}  top-5 {pct(summary['top5'])}  "
+        f"({summary['num_evaluated']} videos evaluated, {summary['num_failed']} failed, "
+        f"{summary['num_views']} views each)"
+    )
+    if summary["gflops_per_view"] is not None:
+        print(f"GFLOPs per view: {summary['gflops_per_view']:.2f}")
+    print(f"results: {args.out}/summary.json, {args.out}/predictions.jsonl")
+    return 0
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_version, _add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:

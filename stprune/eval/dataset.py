@@ -1,0 +1,79 @@
+"""A torch Dataset whose item is one video with all of its test views.
+
+One item per *video* rather than per (video, view): the video is decoded once and all its views
+are cut from the same frames (the reference decodes the file again for each of its 15 views). The
+runner still batches *views* (``--batch-size`` views per forward pass, across video boundaries).
+
+A video that cannot be read is not an exception here: its item carries the error message and no
+views, so one bad file never stops a run and is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from stprune.eval.decode import VideoDecodeError, read_clips
+from stprune.eval.lists import VideoEntry
+from stprune.eval.sampling import ViewSpec, clip_indices
+from stprune.eval.transforms import make_views
+
+__all__ = ["VideoItem", "VideoViewsDataset"]
+
+
+@dataclass
+class VideoItem:
+    """``views``: uint8 (V, T, 3, S, S) or None when ``error`` says why the video failed."""
+
+    index: int
+    path: str
+    label: int
+    views: torch.Tensor | None
+    error: str | None
+
+
+class VideoViewsDataset(Dataset):
+    """Videos of a list with their ``views`` under ``protocol``; ``frames`` per clip, ``size`` px."""
+
+    def __init__(
+        self,
+        entries: Sequence[VideoEntry],
+        protocol: str,
+        views: ViewSpec,
+        frames: int,
+        size: int,
+        sampling_rate: int = 4,
+    ) -> None:
+        self.entries = list(entries)
+        self.protocol = protocol
+        self.views = views
+        self.frames = frames
+        self.size = size
+        self.sampling_rate = sampling_rate
+        # Validate the settings once, eagerly, on a dummy length (raises ValueError if bad).
+        clip_indices(protocol, 1, frames, views.clips, sampling_rate)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> VideoItem:
+        entry = self.entries[index]
+        make_indices = functools.partial(
+            _indices, self.protocol, self.frames, self.views.clips, self.sampling_rate
+        )
+        try:
+            frames, positions = read_clips(entry.file, make_indices)
+            views = make_views(frames, positions, self.size, self.views.crops)
+        except VideoDecodeError as e:
+            return VideoItem(index, entry.path, entry.label, None, str(e))
+        except Exception as e:  # noqa: BLE001 - any failure on one file must become an error row
+            return VideoItem(index, entry.path, entry.label, None, f"{type(e).__name__}: {e}")
+        return VideoItem(index, entry.path, entry.label, views, None)
+
+
+def _indices(protocol: str, frames: int, clips: int, rate: int, num_frames: int) -> list[list[int]]:
+    return clip_indices(protocol, num_frames, frames, clips, rate)

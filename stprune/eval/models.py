@@ -1,0 +1,262 @@
+"""Turn a ``--model`` argument into a model plus the preprocessing it expects.
+
+One function, :func:`resolve_model`, understands every spelling (the lead will fold it together
+with ``stprune/models/loading.py``):
+
+* ``demo``: the bundled demo model, via ``stprune.demo.load_demo_model`` (integration point).
+* a checkpoint *file* (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``): a VideoMAE model-zoo ViT
+  (converted to HF, :mod:`stprune.models.videomae_zoo`) or a Video Swin checkpoint (via
+  ``stprune.models.load_video_swin``, integration point), told apart by their keys.
+* a *directory* saved with ``save_pretrained`` (``config.json``), or a Hugging Face hub id:
+  ``AutoModelForVideoClassification.from_pretrained``. Mean / std come from
+  ``preprocessor_config.json`` (``image_mean`` / ``image_std``) when there is one.
+
+Input size and frame count come from the model config (``image_size``, ``num_frames``); mean /
+std default to the ImageNet values the VideoMAE image processor uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stprune.eval.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["Preprocessing", "ResolvedModel", "resolve_model", "CHECKPOINT_SUFFIXES"]
+
+CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+_LAYOUTS = ("BTCHW", "BCTHW")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model's input must look like.
+
+    ``image_size``: square crop side (short side is resized to it too); ``num_frames``: frames per
+    clip; ``mean`` / ``std``: per-channel normalisation of [0, 1] RGB; ``layout``: axis order of the
+    batch the model takes, ``"BTCHW"`` (HF VideoMAE / ViViT) or ``"BCTHW"`` (Video Swin, 3D CNNs).
+    """
+
+    image_size: int
+    num_frames: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    layout: str = "BTCHW"
+
+    def __post_init__(self) -> None:
+        if self.layout not in _LAYOUTS:
+            raise ValueError(f"layout {self.layout!r} must be one of {_LAYOUTS}")
+        if self.image_size < 1 or self.num_frames < 1:
+            raise ValueError(f"image_size={self.image_size} and num_frames={self.num_frames} must be >= 1")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"mean {self.mean} / std {self.std} must have 3 entries, std > 0")
+
+
+@dataclass
+class ResolvedModel:
+    """A model ready for evaluation: ``logits(views)`` takes normalised (B, T, 3, H, W) views."""
+
+    model: nn.Module
+    preprocessing: Preprocessing
+    description: str
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def logits(self, views: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) float views -> (B, num_classes) logits."""
+        x = views if self.preprocessing.layout == "BTCHW" else views.transpose(1, 2)
+        if self.preprocessing.layout == "BTCHW" and hasattr(self.model, "config"):
+            out = self.model(pixel_values=x)
+        else:
+            out = self.model(x)
+        if hasattr(out, "logits"):
+            out = out.logits
+        elif isinstance(out, tuple | list):
+            out = out[0]
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != views.shape[0]:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"model output {shape} is not (batch={views.shape[0]}, classes) logits")
+        return out
+
+
+def _norm_stats(values: Any, default: tuple[float, float, float], name: str) -> tuple[float, float, float]:
+    if values is None:
+        return default
+    if isinstance(values, int | float):
+        values = [values] * 3
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} {values} must have 3 entries (RGB)")
+    return values  # type: ignore[return-value]
+
+
+def _int_size(value: Any) -> int:
+    if isinstance(value, Mapping):
+        value = value.get("height", value.get("shortest_edge"))
+    if isinstance(value, list | tuple):
+        value = value[0]
+    return int(value)
+
+
+def preprocessing_from_config(
+    config: Any, processor: Mapping[str, Any] | None = None, layout: str = "BTCHW"
+) -> Preprocessing:
+    """Preprocessing from an HF-style config (``image_size``, ``num_frames``) and processor dict."""
+    processor = dict(processor or {})
+    size = getattr(config, "image_size", None)
+    if size is None and "crop_size" in processor:
+        size = processor["crop_size"]
+    frames = getattr(config, "num_frames", None)
+    if size is None or frames is None:
+        raise ValueError(
+            "cannot tell the model's input size / frame count: its config lacks image_size or num_frames"
+        )
+    return Preprocessing(
+        image_size=_int_size(size),
+        num_frames=int(frames),
+        mean=_norm_stats(processor.get("image_mean"), IMAGENET_MEAN, "image_mean"),
+        std=_norm_stats(processor.get("image_std"), IMAGENET_STD, "image_std"),
+        layout=layout,
+    )
+
+
+def _read_processor_json(source: str) -> dict[str, Any]:
+    """``preprocessor_config.json`` of a local dir, or of a hub repo (cache / hub), else {}."""
+    local = Path(source) / "preprocessor_config.json"
+    if local.is_file():
+        return json.loads(local.read_text(encoding="utf-8"))
+    if Path(source).is_dir():
+        return {}
+    try:  # hub id: the file sits next to the weights (downloaded only if the model was)
+        from transformers.utils import cached_file
+
+        path = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False)
+    except Exception:  # noqa: BLE001 - no processor file means defaults, never a failure
+        return {}
+    if path is None:
+        return {}
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _load_demo() -> ResolvedModel:
+    # --- integration point: stprune.demo (being written by the demo helper) ----------------------
+    try:
+        from stprune.demo import load_demo_model
+    except ImportError as e:
+        raise NotImplementedError(
+            "--model demo needs stprune.demo.load_demo_model, which this build does not have yet"
+        ) from e
+    loaded = load_demo_model()
+    meta: Mapping[str, Any] = {}
+    if isinstance(loaded, tuple):  # (model, metadata dict) if the demo returns its metadata
+        loaded, meta = loaded
+    meta = dict(meta or getattr(loaded, "stprune_meta", None) or {})
+    config = getattr(loaded, "config", None)
+    pre = preprocessing_from_config(config, meta, meta.get("layout", "BTCHW"))
+    return ResolvedModel(loaded.eval(), pre, "demo", {"kind": "demo"})
+
+
+# Video Swin's K400 test input (Liu et al.): 32 frames of 224 px, ImageNet mean / std, (B, C, T, H, W).
+_SWIN_DEFAULT = {"image_size": 224, "num_frames": 32, "layout": "BCTHW"}
+
+
+def _load_swin(path: Path) -> ResolvedModel:
+    # --- integration point: stprune.models.load_video_swin (being written by the Swin helper) -----
+    # Expected: load_video_swin(path) -> nn.Module taking (B, C, T, H, W); optional attribute
+    # ``stprune_meta`` (dict with image_size / num_frames / image_mean / image_std / layout).
+    try:
+        from stprune.models import load_video_swin  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise NotImplementedError(
+            f"{str(path)!r} looks like a Video Swin checkpoint, but stprune.models.load_video_swin "
+            "does not exist in this build yet"
+        ) from e
+    model = load_video_swin(path)
+    meta = {**_SWIN_DEFAULT, **dict(getattr(model, "stprune_meta", None) or {})}
+    pre = Preprocessing(
+        image_size=int(meta["image_size"]),
+        num_frames=int(meta["num_frames"]),
+        mean=_norm_stats(meta.get("image_mean"), IMAGENET_MEAN, "image_mean"),
+        std=_norm_stats(meta.get("image_std"), IMAGENET_STD, "image_std"),
+        layout=str(meta["layout"]),
+    )
+    return ResolvedModel(
+        model.eval(), pre, f"video-swin:{path.name}", {"kind": "video_swin", "path": str(path)}
+    )
+
+
+def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path)), {}
+    from stprune.models.videomae_zoo import load_zoo_checkpoint
+
+    return load_zoo_checkpoint(path)
+
+
+def resolve_model(
+    spec: str,
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+) -> ResolvedModel:
+    """Load the model named by ``spec`` (see module doc) in eval mode on CPU, with its preprocessing.
+
+    ``num_heads`` / ``num_frames`` / ``image_size`` apply to VideoMAE zoo checkpoints only (the
+    weights do not say them); giving them for another kind of model is an error.
+    """
+    zoo_overrides = {"num_heads": num_heads, "num_frames": num_frames, "image_size": image_size}
+    given = [k for k, v in zoo_overrides.items() if v is not None]
+    path = Path(os.path.expanduser(spec))
+
+    if spec == "demo" and not path.exists():
+        if given:
+            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to the demo model")
+        return _load_demo()
+
+    if path.is_file():
+        if path.suffix not in CHECKPOINT_SUFFIXES:
+            raise ValueError(
+                f"--model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
+            )
+        sd, saved_args = _load_checkpoint(path)
+        from stprune.models.videomae_zoo import is_zoo_state_dict, videomae_from_zoo_state_dict
+
+        if is_zoo_state_dict(sd):
+            model = videomae_from_zoo_state_dict(sd, num_heads, num_frames, image_size, saved_args)
+            pre = preprocessing_from_config(model.config, {})
+            return ResolvedModel(
+                model, pre, f"videomae-zoo:{path.name}", {"kind": "videomae_zoo", "path": str(path.resolve())}
+            )
+        keys = list(sd)
+        del sd
+        if given:
+            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+        if any("relative_position_bias_table" in k for k in keys):
+            return _load_swin(path)
+        raise ValueError(
+            f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
+            "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "
+            f"(relative_position_bias_table); first keys: {keys[:5]}"
+        )
+
+    if given:
+        raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
+    from transformers import AutoModelForVideoClassification
+
+    source = str(path) if path.is_dir() else spec
+    model = AutoModelForVideoClassification.from_pretrained(source)
+    processor = _read_processor_json(source)
+    pre = preprocessing_from_config(model.config, processor)
+    kind = "hf_dir" if path.is_dir() else "hf_hub"
+    ref = str(path.resolve()) if path.is_dir() else spec
+    return ResolvedModel(model.eval(), pre, f"{model.config.model_type}:{ref}", {"kind": kind, "path": ref})

@@ -1,0 +1,279 @@
+"""Result files of an evaluation: per-rank prediction rows, recorded settings, summary.
+
+Layout of ``--out DIR``::
+
+    run.json                    settings this directory was started with (checked on resume)
+    predictions.rank{R}.jsonl   one JSON object per finished video, appended by rank R
+    predictions.jsonl           all rows merged in list order (written at the end by rank 0)
+    summary.json                accuracy, counts, settings (written at the end by rank 0)
+
+Each row is ``{"video": path as listed, "label": int, "pred": int | null, "top5": [int, ...] |
+null, "error": null | "message"}``, written with one ``write`` of the whole line, then flushed
+and fsync'ed, before the next video starts. A process killed in the middle of a write leaves at
+most one incomplete last line without its newline; :func:`repair_jsonl` cuts it off and that
+video is evaluated again. Rows are keyed by ``video``: a video already present is never
+evaluated or written again, so no row is ever written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RUN_FILE",
+    "SUMMARY_FILE",
+    "MERGED_FILE",
+    "rank_file",
+    "rank_files",
+    "PredictionWriter",
+    "repair_jsonl",
+    "read_jsonl",
+    "read_rows",
+    "check_or_record_settings",
+    "clear_results",
+    "summarize",
+    "write_json_atomic",
+    "write_merged",
+]
+
+RUN_FILE = "run.json"
+SUMMARY_FILE = "summary.json"
+MERGED_FILE = "predictions.jsonl"
+_RANK_RE = re.compile(r"^predictions\.rank(\d+)\.jsonl$")
+
+
+def rank_file(out_dir: str | os.PathLike, rank: int) -> Path:
+    """The predictions file of ``rank``."""
+    return Path(out_dir) / f"predictions.rank{rank}.jsonl"
+
+
+def rank_files(out_dir: str | os.PathLike) -> dict[int, Path]:
+    """All per-rank prediction files present in ``out_dir``, by rank."""
+    found = {}
+    d = Path(out_dir)
+    if d.is_dir():
+        for p in d.iterdir():
+            m = _RANK_RE.match(p.name)
+            if m and p.is_file():
+                found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def repair_jsonl(path: str | os.PathLike) -> int:
+    """Cut an incomplete last line (no trailing newline) off ``path``; returns bytes removed.
+
+    Only the tail after the last newline can be torn (rows are appended whole); the file is
+    truncated to end right after the last complete line, and that is fsync'ed.
+    """
+    p = Path(path)
+    if not p.exists():
+        return 0
+    size = p.stat().st_size
+    if size == 0:
+        return 0
+    with open(p, "rb+") as f:
+        # Scan backwards in chunks for the last newline.
+        end = size
+        chunk = 1 << 16
+        keep = 0
+        pos = size
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            data = f.read(pos - start)
+            i = data.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            pos = start
+        if keep == end:
+            return 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return end - keep
+
+
+def read_jsonl(path: str | os.PathLike, ignore_torn_tail: bool = True) -> list[dict[str, Any]]:
+    """Rows of a predictions file. A torn last line (no newline) is ignored when
+    ``ignore_torn_tail``; any other line that is not a JSON object with a ``video`` key is an error.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    data = p.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: b"" for a clean file
+    if tail and not ignore_torn_tail:
+        lines.append(tail)
+    rows = []
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(
+                f"{p}:{n}: not a JSON line ({e}); this file is corrupt beyond a torn last line. "
+                "Delete it or start again with --overwrite"
+            ) from None
+        if not isinstance(row, dict) or "video" not in row:
+            raise ValueError(f"{p}:{n}: not a prediction row (no 'video' key)")
+        rows.append(row)
+    return rows
+
+
+def read_rows(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """Rows of several prediction files, keyed by video; the first row of a video wins."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for row in read_jsonl(path):
+            merged.setdefault(row["video"], row)
+    return merged
+
+
+class PredictionWriter:
+    """Appends rows to a predictions file, each made durable (flush + fsync) before returning."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_jsonl(self.path)
+        self._f = open(self.path, "ab")  # noqa: SIM115 - closed in close()/__exit__
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append one row (a JSON object with at least ``video``) as a single line."""
+        line = (json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+        self._f.write(line)
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file + rename, so readers never see half a file."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def clear_results(out_dir: str | os.PathLike) -> None:
+    """Remove this tool's result files (and only them) from ``out_dir``."""
+    d = Path(out_dir)
+    for p in rank_files(d).values():
+        p.unlink()
+    for name in (RUN_FILE, SUMMARY_FILE, MERGED_FILE):
+        (d / name).unlink(missing_ok=True)
+
+
+def check_or_record_settings(out_dir: str | os.PathLike, settings: Mapping[str, Any], overwrite: bool) -> str:
+    """Start or resume ``out_dir`` with ``settings``; returns ``"new"``, ``"resume"`` or ``"overwrite"``.
+
+    A directory recorded with other settings is refused with a ValueError listing every
+    difference, unless ``overwrite`` (then its result files are deleted first). Prediction files
+    without a ``run.json`` are refused too: nothing says what produced them.
+    """
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    run_path = d / RUN_FILE
+    settings = json.loads(json.dumps(dict(settings)))  # normalise (tuples -> lists) for comparison
+    if overwrite:
+        existed = run_path.exists() or bool(rank_files(d))
+        clear_results(d)
+        write_json_atomic(run_path, settings)
+        return "overwrite" if existed else "new"
+    if run_path.exists():
+        recorded = json.loads(run_path.read_text(encoding="utf-8"))
+        diffs = [
+            f"  {key}: recorded {recorded.get(key)!r}, now {settings.get(key)!r}"
+            for key in sorted(set(recorded) | set(settings))
+            if recorded.get(key) != settings.get(key)
+        ]
+        if diffs:
+            raise ValueError(
+                f"{d} holds results of a different evaluation; refusing to mix them:\n"
+                + "\n".join(diffs)
+                + "\nUse another --out, or --overwrite to discard those results."
+            )
+        return "resume"
+    if rank_files(d) or (d / MERGED_FILE).exists():
+        raise ValueError(
+            f"{d} has prediction files but no {RUN_FILE} saying how they were made; "
+            "use another --out, or --overwrite to discard them"
+        )
+    write_json_atomic(run_path, settings)
+    return "new"
+
+
+def _percent(num: int, den: int) -> float | None:
+    return None if den == 0 else 100.0 * num / den
+
+
+def summarize(rows: Mapping[str, Mapping[str, Any]], videos: Sequence[str]) -> dict[str, Any]:
+    """Accuracy and counts over ``videos`` (the evaluated list, in order) from rows keyed by video.
+
+    ``top1`` / ``top5`` are percentages over the videos that were evaluated without error;
+    ``top1_errors_as_wrong`` / ``top5_errors_as_wrong`` count failed videos as wrong. ``missing``
+    lists videos with no row (an interrupted run); it is empty after a complete run.
+    """
+    ok = top1 = top5 = failed = 0
+    missing = []
+    for v in videos:
+        row = rows.get(v)
+        if row is None:
+            missing.append(v)
+            continue
+        if row.get("error"):
+            failed += 1
+            continue
+        ok += 1
+        top1 += int(row["pred"] == row["label"])
+        top5 += int(row["label"] in row["top5"])
+    done = ok + failed
+    result = {
+        "top1": _percent(top1, ok),
+        "top5": _percent(top5, ok),
+        "top1_errors_as_wrong": _percent(top1, done),
+        "top5_errors_as_wrong": _percent(top5, done),
+        "num_videos": len(videos),
+        "num_evaluated": ok,
+        "num_failed": failed,
+        "num_missing": len(missing),
+        "missing": missing,
+    }
+    return result
+
+
+def write_merged(
+    out_dir: str | os.PathLike, rows: Mapping[str, Mapping[str, Any]], videos: Sequence[str]
+) -> Path:
+    """All rows in list order into ``predictions.jsonl`` (atomically); returns its path."""
+    p = Path(out_dir) / MERGED_FILE
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for v in videos:
+            if v in rows:
+                f.write(json.dumps(rows[v], ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+    return p

@@ -1,0 +1,411 @@
+"""The evaluation loop behind ``stprune eval``: resumable, fault-tolerant, distributed.
+
+Flow of :func:`run_eval` on every rank (one process is simply rank 0 of 1):
+
+1. read the list (first ``limit`` entries), load the model, prune it if asked;
+2. rank 0 checks ``--out`` against the recorded settings (or records them), all ranks agree;
+3. each rank repairs its own predictions file (a torn last line from a kill is cut off);
+   everyone learns which videos already have a row (in any rank's file) and skips them;
+4. the remaining videos are dealt round-robin to the ranks; each rank decodes its videos with a
+   DataLoader, runs ``batch_size`` views per forward pass, averages each video's view softmax
+   scores (as VideoMAE's ``merge`` does), and appends one durable row per finished video;
+5. barrier; rank 0 gathers every row, merges by video path (so the result does not depend on
+   the number of ranks) and writes ``predictions.jsonl`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from stprune.eval import results as res
+from stprune.eval.dataset import VideoItem, VideoViewsDataset
+from stprune.eval.distributed import DistContext, init_distributed, shard
+from stprune.eval.lists import VideoEntry, read_video_list
+from stprune.eval.models import ResolvedModel, resolve_model
+from stprune.eval.sampling import PROTOCOLS, ViewSpec, default_views, parse_views
+from stprune.eval.transforms import normalize
+
+__all__ = ["METHODS", "PRECISIONS", "run_eval", "prune_model"]
+
+METHODS: tuple[str, ...] = ("sta", "tome", "random")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+TOPK = 5
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prune_model(
+    model: torch.nn.Module, method: str, r: int | None, flops_target: float | None
+) -> torch.nn.Module:
+    """Apply ``stprune.patch(model, method=..., r=... | flops_target=...)``; no-op when both are None."""
+    if r is None and flops_target is None:
+        return model
+    # --- integration point: the core's patch API (stprune.patch, on main) ----------------------
+    import stprune
+
+    patch = getattr(stprune, "patch", None)
+    if patch is None:
+        raise NotImplementedError(
+            "--r / --flops-target need stprune.patch (the pruning core), which this build does not have yet"
+        )
+    kwargs: dict[str, Any] = {"r": r} if r is not None else {"flops_target": flops_target}
+    out = patch(model, method=method, **kwargs)
+    return model if out is None else out
+
+
+def _gflops_per_view(resolved: ResolvedModel, device: torch.device) -> tuple[float | None, str]:
+    """GFLOPs of one view through the (pruned) model, via stprune.bench.flops when it exists."""
+    # --- integration point: the core's FLOP counter (stprune/bench/flops.py, on main) ------------
+    try:
+        from stprune.bench import flops as flops_mod
+    except ImportError:
+        return None, "stprune.bench.flops is not available in this build"
+    counter = getattr(flops_mod, "gflops_per_view", None)
+    if counter is None:
+        return None, "stprune.bench.flops has no gflops_per_view(model, views) yet"
+    pre = resolved.preprocessing
+    views = torch.zeros(1, pre.num_frames, 3, pre.image_size, pre.image_size, device=device)
+    x = views if pre.layout == "BTCHW" else views.transpose(1, 2)
+    return float(counter(resolved.model, x)), "stprune.bench.flops.gflops_per_view"
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("--precision fp16 needs --device cuda; on CPU use fp32 or bf16")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class _Video:
+    item: VideoItem
+    prob_sum: torch.Tensor | None = None
+    views_done: int = 0
+
+
+class _ViewBatcher:
+    """Packs the views of consecutive videos into batches of exactly ``batch_size`` views."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.queue: deque[tuple[_Video, torch.Tensor]] = deque()
+        self.queued = 0
+
+    def add(self, video: _Video) -> None:
+        assert video.item.views is not None
+        self.queue.append((video, video.item.views))
+        self.queued += video.item.views.shape[0]
+
+    def ready(self) -> bool:
+        return self.queued >= self.batch_size
+
+    def take(self) -> tuple[torch.Tensor, list[tuple[_Video, int]]]:
+        """Up to ``batch_size`` views and, per contributing video, how many of them are its."""
+        parts, owners, need = [], [], self.batch_size
+        while need and self.queue:
+            video, views = self.queue[0]
+            k = min(need, views.shape[0])
+            parts.append(views[:k])
+            owners.append((video, k))
+            need -= k
+            if k == views.shape[0]:
+                self.queue.popleft()
+            else:
+                self.queue[0] = (video, views[k:])
+        taken = self.batch_size - need
+        self.queued -= taken
+        return torch.cat(parts), owners
+
+
+def _row(video: _Video, num_views: int) -> dict[str, Any]:
+    item = video.item
+    if item.error is not None:
+        return {"video": item.path, "label": item.label, "pred": None, "top5": None, "error": item.error}
+    assert video.prob_sum is not None
+    mean = video.prob_sum / num_views
+    top = torch.topk(mean, k=min(TOPK, mean.numel())).indices.tolist()
+    return {"video": item.path, "label": item.label, "pred": int(top[0]), "top5": top, "error": None}
+
+
+def _evaluate_shard(
+    entries: list[VideoEntry],
+    resolved: ResolvedModel,
+    ctx: DistContext,
+    writer: res.PredictionWriter,
+    protocol: str,
+    views: ViewSpec,
+    sampling_rate: int,
+    batch_size: int,
+    workers: int,
+    precision: str,
+    progress: bool,
+) -> int:
+    """Evaluate ``entries`` and append their rows; returns the number of rows written."""
+    pre = resolved.preprocessing
+    dataset = VideoViewsDataset(entries, protocol, views, pre.num_frames, pre.image_size, sampling_rate)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=ctx.device.type == "cuda",
+        prefetch_factor=2 if workers > 0 else None,
+    )
+    batcher = _ViewBatcher(batch_size)
+    autocast = _autocast(precision, ctx.device)
+    bar = tqdm(
+        total=len(entries),
+        unit="video",
+        disable=not (progress and ctx.is_main),
+        desc=f"eval rank {ctx.rank}/{ctx.world_size}" if ctx.world_size > 1 else "eval",
+        dynamic_ncols=True,
+    )
+    written = correct = ok = failed = 0
+
+    def finish(video: _Video) -> None:
+        nonlocal written, correct, ok, failed
+        row = _row(video, views.num_views)
+        writer.write(row)
+        written += 1
+        if row["error"] is None:
+            ok += 1
+            correct += int(row["pred"] == row["label"])
+        else:
+            failed += 1
+        bar.update(1)
+        postfix = {"top1": f"{100.0 * correct / ok:.2f}%" if ok else "-"}
+        if failed:
+            postfix["failed"] = failed
+        bar.set_postfix(postfix, refresh=False)
+
+    def run_batch() -> None:
+        x, owners = batcher.take()
+        x = normalize(x.to(ctx.device, non_blocking=True), pre.mean, pre.std)
+        with torch.inference_mode(), autocast:
+            logits = resolved.logits(x)
+        probs = logits.float().softmax(dim=-1).cpu()
+        start = 0
+        for video, k in owners:
+            part = probs[start : start + k].sum(dim=0)
+            video.prob_sum = part if video.prob_sum is None else video.prob_sum + part
+            video.views_done += k
+            start += k
+            if video.views_done == views.num_views:
+                finish(video)
+
+    try:
+        for item in loader:
+            video = _Video(item)
+            if item.error is not None:
+                finish(video)
+                continue
+            if item.views.shape[0] != views.num_views:  # pragma: no cover - dataset invariant
+                raise RuntimeError(
+                    f"{item.path}: got {item.views.shape[0]} views, expected {views.num_views}"
+                )
+            batcher.add(video)
+            while batcher.ready():
+                run_batch()
+        while batcher.queued:
+            run_batch()
+    finally:
+        bar.close()
+    return written
+
+
+def _repair_files(out: Path, ctx: DistContext) -> None:
+    """Each rank cuts a torn tail off its own file; rank 0 also does it for files of absent ranks."""
+    res.repair_jsonl(res.rank_file(out, ctx.rank))
+    if ctx.is_main:
+        for rank, path in res.rank_files(out).items():
+            if rank >= ctx.world_size:
+                res.repair_jsonl(path)
+
+
+def _visible_rows(out: Path) -> dict[str, dict[str, Any]]:
+    return res.read_rows(res.rank_files(out).values())
+
+
+def run_eval(
+    model: str,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    protocol: str = "kinetics",
+    views: str | ViewSpec | None = None,
+    sampling_rate: int = 4,
+    r: int | None = None,
+    flops_target: float | None = None,
+    method: str = "sta",
+    batch_size: int = 8,
+    workers: int = 4,
+    device: str | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    num_heads: int | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Evaluate ``model`` on the videos of ``data``; write rows and a summary under ``out``.
+
+    Returns the summary dict on rank 0 and None on other ranks. See ``docs/eval.md`` for the
+    protocol and the files written. Raises ValueError for bad settings (before any work) and for
+    an ``out`` directory that holds results of different settings (unless ``overwrite``).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol {protocol!r} must be one of {PROTOCOLS}")
+    view_spec = default_views(protocol) if views is None else views
+    if isinstance(view_spec, str):
+        view_spec = parse_views(view_spec)
+    if method not in METHODS:
+        raise ValueError(f"--method {method!r} must be one of {METHODS}")
+    if r is not None and flops_target is not None:
+        raise ValueError("give --r or --flops-target, not both")
+    if r is not None and r < 0:
+        raise ValueError(f"--r {r} must be >= 0")
+    if flops_target is not None and not 0.0 < flops_target <= 1.0:
+        raise ValueError(f"--flops-target {flops_target} must be a FLOPs ratio in (0, 1]")
+    for name, value, low in (
+        ("--batch-size", batch_size, 1),
+        ("--workers", workers, 0),
+        ("--sampling-rate", sampling_rate, 1),
+    ):
+        if value < low:
+            raise ValueError(f"{name} {value} must be >= {low}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit} must be >= 1")
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r} must be one of {PRECISIONS}")
+
+    out_dir = Path(out)
+    list_file = Path(data)
+    entries = read_video_list(list_file, root)
+    if limit is not None:
+        entries = entries[:limit]
+
+    ctx = init_distributed(device)
+    try:
+        _autocast(precision, ctx.device)  # validate precision vs device before loading anything
+        resolved = resolve_model(model, num_heads=num_heads)
+        resolved.model.to(ctx.device)
+        prune_model(resolved.model, method, r, flops_target)
+        pre = resolved.preprocessing
+
+        settings = {
+            "model": resolved.source.get("path", model),
+            "model_kind": resolved.source.get("kind"),
+            "num_heads": num_heads,
+            "method": method if (r is not None or flops_target is not None) else None,
+            "r": r,
+            "flops_target": flops_target,
+            "protocol": protocol,
+            "views": str(view_spec),
+            "sampling_rate": sampling_rate if protocol == "kinetics" else None,
+            "num_frames": pre.num_frames,
+            "image_size": pre.image_size,
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            "list_file": str(list_file.resolve()),
+            "list_sha256": _sha256(list_file),
+            "root": str(Path(root).resolve()) if root is not None else None,
+        }
+        message = None
+        if ctx.is_main:
+            try:
+                state = res.check_or_record_settings(out_dir, settings, overwrite)
+            except ValueError as e:
+                message, state = str(e), None
+        else:
+            state = None
+        message, state = ctx.broadcast((message, state))
+        if message is not None:
+            raise ValueError(message)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        _repair_files(out_dir, ctx)
+        ctx.barrier()
+        done: set[str] = set()
+        for part in ctx.all_gather(set(_visible_rows(out_dir))):
+            done |= part
+        wanted = {e.path for e in entries}
+        remaining = [e for e in entries if e.path not in done]
+        mine = shard(remaining, ctx.rank, ctx.world_size)
+        if ctx.is_main and progress and state == "resume":
+            tqdm.write(
+                f"resuming {out_dir}: {len(done & wanted)} of {len(entries)} videos already done, "
+                f"{len(remaining)} to go"
+            )
+
+        with res.PredictionWriter(res.rank_file(out_dir, ctx.rank)) as writer:
+            resolved.model.eval()
+            _evaluate_shard(
+                mine,
+                resolved,
+                ctx,
+                writer,
+                protocol,
+                view_spec,
+                sampling_rate,
+                batch_size,
+                workers,
+                precision,
+                progress,
+            )
+
+        ctx.barrier()
+        gathered = ctx.gather_to_main(_visible_rows(out_dir))
+        if not ctx.is_main:
+            return None
+        rows: dict[str, dict[str, Any]] = {}
+        for part in gathered or []:
+            for video, row in part.items():
+                rows.setdefault(video, row)
+        order = [e.path for e in entries]
+        summary = res.summarize(rows, order)
+        gflops, gflops_source = _gflops_per_view(resolved, ctx.device)
+        import stprune
+
+        summary.update(
+            {
+                "gflops_per_view": gflops,
+                "gflops_source": gflops_source,
+                "settings": settings,
+                "model_description": resolved.description,
+                "num_views": view_spec.num_views,
+                "limit": limit,
+                "run": {
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "device": str(ctx.device),
+                    "precision": precision,
+                    "world_size": ctx.world_size,
+                    "stprune_version": stprune.__version__,
+                    "torch_version": torch.__version__,
+                },
+            }
+        )
+        res.write_merged(out_dir, rows, order)
+        res.write_json_atomic(out_dir / res.SUMMARY_FILE, summary)
+        return summary
+    finally:
+        ctx.close()

@@ -1,0 +1,69 @@
+"""Pixels of a test view: short-side resize, square crop, normalisation.
+
+As in the VideoMAE test code: frames are resized so the short side equals the crop size with
+bilinear interpolation (no antialiasing, like OpenCV ``INTER_LINEAR`` that the reference uses,
+rounded back to 8 bits as the reference's uint8 frames are), the long side truncated to an integer;
+square crops are then cut along the long side (positions from :mod:`stprune.eval.sampling`);
+finally values are scaled to [0, 1] and normalised with the model's mean / std.
+Normalisation runs on the model's device, so the data loader ships compact uint8 tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stprune.eval.sampling import crop_boxes, resized_hw
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_short_side", "make_views", "normalize"]
+
+# The VideoMAE image processor's defaults (timm's IMAGENET_DEFAULT_MEAN / STD).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def resize_short_side(clip: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 clip (T, H, W, 3) so its short side is ``size``; returns uint8 (T, 3, H', W')."""
+    x = torch.as_tensor(clip)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected a uint8 clip of shape (T, H, W, 3), got {tuple(x.shape)} {x.dtype}")
+    x = x.permute(0, 3, 1, 2)
+    h, w = x.shape[-2:]
+    new_h, new_w = resized_hw(h, w, size)
+    if (new_h, new_w) == (h, w):
+        return x.contiguous()
+    y = F.interpolate(x.float(), size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def make_views(
+    frames: np.ndarray | torch.Tensor, positions: Sequence[Sequence[int]], size: int, num_crops: int
+) -> torch.Tensor:
+    """All views of a video from its decoded frames.
+
+    ``frames``: uint8 (U, H, W, 3), each frame once; clip ``k`` is ``frames[positions[k]]``. Every
+    frame is resized once, then each clip gives ``num_crops`` square crops. Returns uint8
+    (len(positions) * num_crops, T, 3, size, size), clip-major (view ``k * num_crops + j`` is clip
+    ``k``, crop ``j``).
+    """
+    resized = resize_short_side(frames, size)
+    h, w = resized.shape[-2:]
+    boxes = crop_boxes(h, w, size, num_crops)
+    views = []
+    for pos in positions:
+        clip = resized[torch.as_tensor(list(pos), dtype=torch.long)]
+        for y, x in boxes:
+            views.append(clip[:, :, y : y + size, x : x + size])
+    return torch.stack(views)
+
+
+def normalize(views: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 views (..., 3, H, W) -> float32 ``(x / 255 - mean) / std`` per channel, same shape."""
+    if views.shape[-3] != 3:
+        raise ValueError(f"expected 3 colour channels at dim -3, got shape {tuple(views.shape)}")
+    m = torch.tensor(mean, dtype=torch.float32, device=views.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=views.device).view(3, 1, 1)
+    return (views.float() / 255.0 - m) / s

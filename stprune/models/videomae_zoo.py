@@ -1,0 +1,286 @@
+"""VideoMAE model-zoo checkpoints (``.pth`` from MCG-NJU/VideoMAE) -> HF VideoMAEForVideoClassification.
+
+The zoo's fine-tuned models are timm-style ViTs (``modeling_finetune.VisionTransformer``):
+
+=====================================  ===============================================================
+zoo key                                HF ``VideoMAEForVideoClassification`` key
+=====================================  ===============================================================
+patch_embed.proj.{weight,bias}         videomae.embeddings.patch_embeddings.projection.{weight,bias}
+blocks.N.norm1.{weight,bias}           videomae.encoder.layer.N.layernorm_before.{weight,bias}
+blocks.N.attn.qkv.weight (3D, D)       ...layer.N.attention.attention.{query,key,value}.weight (split)
+blocks.N.attn.q_bias / v_bias          ...layer.N.attention.attention.query.bias / value.bias
+blocks.N.attn.proj.{weight,bias}       ...layer.N.attention.output.dense.{weight,bias}
+blocks.N.norm2.{weight,bias}           videomae.encoder.layer.N.layernorm_after.{weight,bias}
+blocks.N.mlp.fc1.{weight,bias}         videomae.encoder.layer.N.intermediate.dense.{weight,bias}
+blocks.N.mlp.fc2.{weight,bias}         videomae.encoder.layer.N.output.dense.{weight,bias}
+fc_norm.{weight,bias}                  fc_norm.{weight,bias}          (mean pooling)
+norm.{weight,bias}                     videomae.layernorm.{weight,bias} (CLS-free first-token head)
+head.{weight,bias}                     classifier.{weight,bias}
+=====================================  ===============================================================
+
+The key projection has no bias in either (the zoo concatenates zeros between q_bias and v_bias).
+The position embedding is the fixed sinusoid table in both and is not stored. The config is
+inferred from tensor shapes; the head count is not in the weights, so it comes from the
+standard table (width 384/768/1024/1280 -> 6/12/16/16 heads) unless given. Frames and image size
+come from the checkpoint's saved ``args`` (``num_frames``, ``input_size``) when present, else
+16 and 224 (every released fine-tuned model), unless given.
+
+Loading is safe: ``torch.load(weights_only=True)``; the only extra type allowed is
+``argparse.Namespace`` (the zoo saves its command-line ``args`` next to the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+__all__ = [
+    "HEADS_BY_WIDTH",
+    "ZOO_LAYER_NORM_EPS",
+    "load_zoo_checkpoint",
+    "is_zoo_state_dict",
+    "zoo_config",
+    "convert_zoo_state_dict",
+    "videomae_from_zoo_state_dict",
+    "load_videomae_zoo",
+]
+
+HEADS_BY_WIDTH: dict[int, int] = {384: 6, 768: 12, 1024: 16, 1280: 16}
+ZOO_LAYER_NORM_EPS = 1e-6  # partial(nn.LayerNorm, eps=1e-6) in every zoo ViT
+_WRAPPER_KEYS = ("model", "module", "state_dict", "model_state")
+_PREFIXES = ("module.", "model.", "backbone.", "encoder.")
+_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def load_zoo_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Safely load a ``.pth`` checkpoint; returns (unwrapped state dict, saved args as a dict).
+
+    Unwraps ``{"model": ...}`` / ``{"module": ...}`` and strips ``module.`` style prefixes.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"cannot load {str(p)!r} with torch.load(weights_only=True): {e}\n"
+            "Only plain state dicts (optionally wrapped in 'model'/'module' with saved args) load "
+            "safely; re-save the weights with torch.save(state_dict, path) from a trusted environment."
+        ) from e
+    args: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        saved = obj.get("args")
+        if isinstance(saved, argparse.Namespace):
+            args = vars(saved)
+        elif isinstance(saved, Mapping):
+            args = dict(saved)
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{str(p)!r} does not hold a state dict of tensors")
+    sd = dict(obj)
+    for prefix in _PREFIXES:
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd, args
+
+
+def is_zoo_state_dict(sd: Mapping[str, Any]) -> bool:
+    """True when ``sd`` has the VideoMAE zoo ViT layout (patch_embed.proj + blocks.N.attn.qkv)."""
+    return "patch_embed.proj.weight" in sd and "blocks.0.attn.qkv.weight" in sd
+
+
+def _depth(sd: Mapping[str, Any]) -> int:
+    ids = {int(m.group(1)) for k in sd if (m := _BLOCK_RE.match(k))}
+    if not ids or ids != set(range(max(ids) + 1)):
+        raise ValueError(f"checkpoint blocks are not numbered 0..N-1 (found {sorted(ids)})")
+    return max(ids) + 1
+
+
+def zoo_config(
+    sd: Mapping[str, torch.Tensor],
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+    saved_args: Mapping[str, Any] | None = None,
+) -> VideoMAEConfig:
+    """A ``VideoMAEConfig`` that fits the zoo state dict ``sd`` (shapes -> sizes, see module doc)."""
+    from transformers import VideoMAEConfig
+
+    if not is_zoo_state_dict(sd):
+        raise ValueError(
+            "not a VideoMAE zoo state dict: needs patch_embed.proj.weight and blocks.0.attn.qkv.weight"
+        )
+    for key in sd:
+        if key.endswith(("gamma_1", "gamma_2")):
+            raise NotImplementedError(
+                f"checkpoint key {key!r}: layer scale (init_values > 0) has no equivalent in HF VideoMAE"
+            )
+    saved_args = dict(saved_args or {})
+    proj = sd["patch_embed.proj.weight"]
+    if proj.ndim != 5:
+        raise ValueError(f"patch_embed.proj.weight has shape {tuple(proj.shape)}; expected (D, C, t, p, p)")
+    width, channels, tubelet, ph, pw = proj.shape
+    if ph != pw:
+        raise ValueError(f"non-square patches {ph}x{pw} are not supported")
+    qkv = sd["blocks.0.attn.qkv.weight"]
+    if tuple(qkv.shape) != (3 * width, width):
+        raise ValueError(
+            f"blocks.0.attn.qkv.weight has shape {tuple(qkv.shape)}; HF VideoMAE needs (3*{width}, {width})"
+        )
+    if num_heads is None:
+        if width not in HEADS_BY_WIDTH:
+            raise ValueError(
+                f"width {width} is not in the standard table {HEADS_BY_WIDTH}; "
+                "pass the head count (--num-heads)"
+            )
+        num_heads = HEADS_BY_WIDTH[width]
+    if num_heads < 1 or width % num_heads:
+        raise ValueError(f"num_heads={num_heads} must be >= 1 and divide the width {width}")
+    if num_frames is None:
+        num_frames = int(saved_args.get("num_frames", 16))
+    if image_size is None:
+        image_size = int(saved_args.get("input_size", 224))
+    if num_frames % tubelet or image_size % ph:
+        raise ValueError(
+            f"num_frames={num_frames} must be a multiple of the tubelet {tubelet} and "
+            f"image_size={image_size} a multiple of the patch {ph}"
+        )
+    if "head.weight" not in sd:
+        raise ValueError("checkpoint has no classifier (head.weight): is it a pre-training checkpoint?")
+    mean_pooling = "fc_norm.weight" in sd
+    if not mean_pooling and "norm.weight" not in sd:
+        raise ValueError("checkpoint has neither fc_norm (mean pooling) nor norm (first-token head)")
+    return VideoMAEConfig(
+        image_size=image_size,
+        patch_size=int(ph),
+        num_channels=int(channels),
+        num_frames=num_frames,
+        tubelet_size=int(tubelet),
+        hidden_size=int(width),
+        num_hidden_layers=_depth(sd),
+        num_attention_heads=int(num_heads),
+        intermediate_size=int(sd["blocks.0.mlp.fc1.weight"].shape[0]),
+        hidden_act="gelu",
+        layer_norm_eps=ZOO_LAYER_NORM_EPS,
+        qv_bias="blocks.0.attn.q_bias" in sd,
+        use_mean_pooling=mean_pooling,
+        num_labels=int(sd["head.weight"].shape[0]),
+    )
+
+
+_BLOCK_MAP = {
+    "norm1": "layernorm_before",
+    "norm2": "layernorm_after",
+    "attn.proj": "attention.output.dense",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+}
+_TOP_MAP = {
+    "patch_embed.proj": "videomae.embeddings.patch_embeddings.projection",
+    "fc_norm": "fc_norm",
+    "norm": "videomae.layernorm",
+    "head": "classifier",
+}
+
+
+def _check_sinusoid(pos: torch.Tensor, width: int) -> None:
+    from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+    table = get_sinusoid_encoding_table(pos.shape[-2], width)
+    if pos.shape[-2:] != table.shape[-2:] or not torch.allclose(
+        pos.float().reshape(table.shape), table, atol=1e-5
+    ):
+        raise NotImplementedError(
+            "checkpoint has a learned pos_embed; HF VideoMAE only has the fixed sinusoid table"
+        )
+
+
+def convert_zoo_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename (and split qkv of) a zoo state dict into HF VideoMAEForVideoClassification keys.
+
+    Every input key must be understood: an unknown key raises ValueError (nothing is dropped
+    silently). A stored ``pos_embed`` is accepted only if it equals the fixed sinusoid table.
+    """
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in sd.items():
+        if key == "pos_embed":
+            _check_sinusoid(value, sd["patch_embed.proj.weight"].shape[0])
+            continue
+        m = _BLOCK_RE.match(key)
+        if m:
+            n, rest = m.group(1), m.group(2)
+            pre = f"videomae.encoder.layer.{n}."
+            if rest == "attn.qkv.weight":
+                q, k, v = value.chunk(3, dim=0)
+                out[pre + "attention.attention.query.weight"] = q.clone()
+                out[pre + "attention.attention.key.weight"] = k.clone()
+                out[pre + "attention.attention.value.weight"] = v.clone()
+                continue
+            if rest == "attn.q_bias":
+                out[pre + "attention.attention.query.bias"] = value
+                continue
+            if rest == "attn.v_bias":
+                out[pre + "attention.attention.value.bias"] = value
+                continue
+            module, _, param = rest.rpartition(".")
+            if module in _BLOCK_MAP and param in ("weight", "bias"):
+                out[pre + _BLOCK_MAP[module] + "." + param] = value
+                continue
+        else:
+            module, _, param = key.rpartition(".")
+            if module in _TOP_MAP and param in ("weight", "bias"):
+                out[_TOP_MAP[module] + "." + param] = value
+                continue
+        unknown.append(key)
+    if unknown:
+        raise ValueError(f"checkpoint keys not understood as a VideoMAE zoo ViT: {unknown[:10]}")
+    return out
+
+
+def videomae_from_zoo_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+    saved_args: Mapping[str, Any] | None = None,
+) -> VideoMAEForVideoClassification:
+    """An HF ``VideoMAEForVideoClassification`` (eval mode) holding the zoo weights ``sd``.
+
+    Loads strictly (every HF parameter must come from the checkpoint). The classifier's
+    ``fc_norm`` gets the zoo's eps 1e-6 (HF builds it with PyTorch's default 1e-5), so logits
+    match the zoo model's, not just approximately.
+    """
+    from transformers import VideoMAEForVideoClassification
+
+    config = zoo_config(sd, num_heads, num_frames, image_size, saved_args)
+    model = VideoMAEForVideoClassification(config)
+    model.load_state_dict(convert_zoo_state_dict(sd), strict=True)
+    if model.fc_norm is not None:
+        model.fc_norm.eps = ZOO_LAYER_NORM_EPS
+    return model.eval()
+
+
+def load_videomae_zoo(
+    path: str | os.PathLike,
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+) -> VideoMAEForVideoClassification:
+    """Load a VideoMAE zoo ``.pth`` file as an HF ``VideoMAEForVideoClassification`` in eval mode."""
+    sd, saved_args = load_zoo_checkpoint(path)
+    return videomae_from_zoo_state_dict(sd, num_heads, num_frames, image_size, saved_args)
