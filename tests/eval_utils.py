@@ -14,15 +14,20 @@ def write_video(
     width: int = 64,
     seed: int = 0,
     codec: str = "libx264",
+    faststart: bool = False,
 ) -> Path:
-    """Write a small RGB video whose frames are smooth random patterns; returns the path."""
+    """Write a small RGB video of moving blocky random patterns; returns the path.
+
+    ``faststart`` puts the MP4 index first, so a truncated copy still opens (and lists all frames).
+    """
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, size=(height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for t in range(frames):

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from stprune.eval.decode import VideoDecodeError, read_clips
 from stprune.eval.lists import VideoEntry
 from stprune.eval.sampling import ViewSpec, clip_indices
 from stprune.eval.transforms import make_views
 
-__all__ = ["VideoItem", "VideoViewsDataset"]
+__all__ = ["VideoItem", "VideoViewsDataset", "worker_init"]
 
 
 @dataclass
@@ -66,13 +66,19 @@ class VideoViewsDataset(Dataset):
             _indices, self.protocol, self.frames, self.views.clips, self.sampling_rate
         )
         try:
-            frames, positions = read_clips(entry.file, make_indices)
+            threads = 1 if get_worker_info() is not None else 0  # workers already run in parallel
+            frames, positions = read_clips(entry.file, make_indices, threads)
             views = make_views(frames, positions, self.size, self.views.crops)
         except VideoDecodeError as e:
             return VideoItem(index, entry.path, entry.label, None, str(e))
         except Exception as e:  # noqa: BLE001 - any failure on one file must become an error row
             return VideoItem(index, entry.path, entry.label, None, f"{type(e).__name__}: {e}")
         return VideoItem(index, entry.path, entry.label, views, None)
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: one intra-op thread per worker (workers are the parallelism)."""
+    torch.set_num_threads(1)
 
 
 def _indices(protocol: str, frames: int, clips: int, rate: int, num_frames: int) -> list[list[int]]:

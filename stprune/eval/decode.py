@@ -82,8 +82,13 @@ def _decode_count(path: str | os.PathLike) -> int:
         container.close()
 
 
-def read_frames(path: str | os.PathLike, indices: Iterable[int]) -> tuple[dict[int, np.ndarray], int]:
+def read_frames(
+    path: str | os.PathLike, indices: Iterable[int], threads: int = 0
+) -> tuple[dict[int, np.ndarray], int]:
     """Decode the video once and keep the frames whose index is in ``indices``.
+
+    ``threads``: FFmpeg decoding threads (0 = FFmpeg's choice; 1 inside DataLoader workers, which
+    already decode in parallel).
 
     Returns ``({index: uint8 array (H, W, 3) RGB}, number of frames decoded)``. Frames past the end
     of the stream are simply absent from the dict; the caller decides what that means.
@@ -98,6 +103,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int]) -> tuple[dict[i
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         for i, frame in enumerate(container.decode(stream)):
             decoded = i + 1
             if i in wanted:
@@ -107,14 +113,16 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int]) -> tuple[dict[i
     except av.FFmpegError as e:
         # A corrupt tail after the needed frames is harmless; before them it is an error.
         if len(frames) < len(wanted):
-            raise VideoDecodeError(f"decoding {str(path)!r} failed after {decoded} frames: {e}") from e
+            raise VideoDecodeError(
+                f"truncated or corrupt video {str(path)!r}: decoding failed after {decoded} frames: {e}"
+            ) from e
     finally:
         container.close()
     return frames, decoded
 
 
 def read_clips(
-    path: str | os.PathLike, make_indices: Callable[[int], Sequence[Sequence[int]]]
+    path: str | os.PathLike, make_indices: Callable[[int], Sequence[Sequence[int]]], threads: int = 0
 ) -> tuple[np.ndarray, list[list[int]]]:
     """Decode the frames of every clip: ``make_indices(num_frames)`` gives each clip's indices.
 
@@ -127,7 +135,7 @@ def read_clips(
     n = count_frames(path)
     clips = [list(c) for c in make_indices(n)]
     needed = sorted({i for c in clips for i in c})
-    frames, decoded = read_frames(path, needed)
+    frames, decoded = read_frames(path, needed, threads)
     if len(frames) < len(needed):
         missing = min(set(needed) - frames.keys())
         raise VideoDecodeError(

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from stprune.eval import results as res
-from stprune.eval.dataset import VideoItem, VideoViewsDataset
+from stprune.eval.dataset import VideoItem, VideoViewsDataset, worker_init
 from stprune.eval.distributed import DistContext, init_distributed, shard
 from stprune.eval.lists import VideoEntry, read_video_list
 from stprune.eval.models import ResolvedModel, resolve_model
@@ -171,6 +171,7 @@ def _evaluate_shard(
         num_workers=workers,
         pin_memory=ctx.device.type == "cuda",
         prefetch_factor=2 if workers > 0 else None,
+        worker_init_fn=worker_init if workers > 0 else None,
     )
     batcher = _ViewBatcher(batch_size)
     autocast = _autocast(precision, ctx.device)

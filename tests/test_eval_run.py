@@ -1,0 +1,210 @@
+"""End-to-end `stprune eval` on tiny mp4s and a tiny random VideoMAE: rows, resume, bad files."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from eval_utils import save_tiny_videomae, write_video
+
+import stprune
+from stprune.cli import main
+from stprune.eval import results as res
+from stprune.eval.runner import run_eval
+
+NUM_GOOD = 4
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Tiny model dir, a folder of videos (some broken) and lists over them."""
+    base = tmp_path_factory.mktemp("eval")
+    model = save_tiny_videomae(base / "model")
+    vids = base / "videos"
+    for i in range(NUM_GOOD):  # different lengths and aspect ratios
+        write_video(vids / f"v{i}.mp4", frames=12 + 9 * i, height=64, width=64 + 16 * i, seed=i)
+    good = [f"v{i}.mp4 {i % 3}" for i in range(NUM_GOOD)]
+    (base / "good.txt").write_text("\n".join(good) + "\n")
+    # broken files: missing, garbage, empty, truncated (index first, so it opens but ends early)
+    (vids / "garbage.mp4").write_bytes(os.urandom(4096))
+    (vids / "empty.mp4").write_bytes(b"")
+    full = write_video(vids / "full.mp4", frames=40, seed=9, faststart=True).read_bytes()
+    (vids / "truncated.mp4").write_bytes(full[: len(full) // 2])
+    bad = ["missing.mp4 1", "garbage.mp4 2", "empty.mp4 0", "truncated.mp4 1"]
+    (base / "mixed.txt").write_text("\n".join(good[:2] + bad + good[2:]) + "\n")
+    return base, model, vids
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _run(setup, out, data="good.txt", **kw):
+    base, model, vids = setup
+    kw.setdefault("workers", 0)
+    kw.setdefault("batch_size", 4)
+    return run_eval(str(model), base / data, out, root=vids, device="cpu", progress=False, **kw)
+
+
+def test_rows_summary_and_view_averaging(setup, tmp_path):
+    base, model, vids = setup
+    summary = _run(setup, tmp_path / "out")
+    rows = _rows(tmp_path / "out" / "predictions.jsonl")
+    assert [r["video"] for r in rows] == [f"v{i}.mp4" for i in range(NUM_GOOD)]
+    assert all(r["error"] is None and len(r["top5"]) == 5 and r["pred"] == r["top5"][0] for r in rows)
+    assert summary["num_evaluated"] == NUM_GOOD and summary["num_failed"] == 0 and summary["num_views"] == 15
+    top1 = 100.0 * sum(r["pred"] == r["label"] for r in rows) / NUM_GOOD
+    assert summary["top1"] == pytest.approx(top1)
+    assert summary["settings"]["views"] == "5x3" and summary["settings"]["protocol"] == "kinetics"
+    on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert on_disk["top1"] == summary["top1"] and on_disk["run"]["world_size"] == 1
+
+    # The video prediction is the mean of the 15 view softmaxes, computed here independently.
+    from transformers import VideoMAEForVideoClassification
+
+    from stprune.eval.dataset import VideoViewsDataset
+    from stprune.eval.lists import read_video_list
+    from stprune.eval.sampling import ViewSpec
+    from stprune.eval.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+
+    hf = VideoMAEForVideoClassification.from_pretrained(model).eval()
+    ds = VideoViewsDataset(read_video_list(base / "good.txt", vids), "kinetics", ViewSpec(5, 3), 4, 32)
+    item = ds[3]
+    with torch.no_grad():
+        probs = hf(pixel_values=normalize(item.views, IMAGENET_MEAN, IMAGENET_STD)).logits.softmax(-1)
+    mean = probs.mean(0)
+    assert rows[3]["top5"] == torch.topk(mean, 5).indices.tolist()
+
+
+def test_bad_files_become_error_rows(setup, tmp_path):
+    summary = _run(setup, tmp_path / "out", data="mixed.txt", workers=2)
+    rows = {r["video"]: r for r in _rows(tmp_path / "out" / "predictions.jsonl")}
+    assert len(rows) == NUM_GOOD + 4
+    errors = {v: r["error"] for v, r in rows.items() if r["error"]}
+    assert set(errors) == {"missing.mp4", "garbage.mp4", "empty.mp4", "truncated.mp4"}
+    assert "file not found" in errors["missing.mp4"]
+    assert "empty file" in errors["empty.mp4"]
+    assert "cannot open" in errors["garbage.mp4"]
+    assert "truncated" in errors["truncated.mp4"]
+    assert all(rows[v]["pred"] is None and rows[v]["top5"] is None for v in errors)
+    assert summary["num_failed"] == 4 and summary["num_evaluated"] == NUM_GOOD
+    ok = [r for r in rows.values() if not r["error"]]
+    correct = sum(r["pred"] == r["label"] for r in ok)
+    assert summary["top1"] == pytest.approx(100.0 * correct / NUM_GOOD)
+    assert summary["top1_errors_as_wrong"] == pytest.approx(100.0 * correct / (NUM_GOOD + 4))
+
+
+def test_resume_after_torn_write(setup, tmp_path):
+    reference = _rows((lambda: (_run(setup, tmp_path / "ref"), tmp_path / "ref" / "predictions.jsonl")[1])())
+    out = tmp_path / "out"
+    _run(setup, out, limit=3)
+    rank0 = res.rank_file(out, 0)
+    lines = rank0.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+    # Simulate kill -9 in the middle of writing the third row: half a line, no newline.
+    rank0.write_bytes(b"".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    (out / "summary.json").unlink()
+
+    summary = _run(setup, out)  # full list now: redo the torn video, then the 4th
+    rows = _rows(rank0)
+    videos = [r["video"] for r in rows]
+    assert sorted(videos) == sorted(set(videos)) == [f"v{i}.mp4" for i in range(NUM_GOOD)]
+    assert videos[:2] == ["v0.mp4", "v1.mp4"]  # kept, not rewritten
+    assert rows == [next(r for r in reference if r["video"] == v) for v in videos]
+    assert summary["num_evaluated"] == NUM_GOOD and summary["num_missing"] == 0
+
+    # A third run finds everything done and writes nothing.
+    before = rank0.read_bytes()
+    _run(setup, out)
+    assert rank0.read_bytes() == before
+
+
+def test_complete_but_unterminated_last_line_is_redone(setup, tmp_path):
+    out = tmp_path / "out"
+    _run(setup, out, limit=2)
+    rank0 = res.rank_file(out, 0)
+    rank0.write_bytes(rank0.read_bytes().rstrip(b"\n"))  # valid JSON, but the newline never landed
+    _run(setup, out, limit=2)
+    assert [r["video"] for r in _rows(rank0)] == ["v0.mp4", "v1.mp4"]
+
+
+def test_resume_refuses_other_settings(setup, tmp_path):
+    out = tmp_path / "out"
+    _run(setup, out, limit=1)
+    with pytest.raises(ValueError, match=r"views: recorded '5x3', now '1x1'"):
+        _run(setup, out, views="1x1")
+    with pytest.raises(ValueError, match="protocol"):
+        _run(setup, out, protocol="ssv2")
+    summary = _run(setup, out, views="1x1", overwrite=True)
+    assert summary["num_views"] == 1 and summary["num_evaluated"] == NUM_GOOD
+    # prediction files that no run.json explains are refused too
+    (out / "run.json").unlink()
+    with pytest.raises(ValueError, match="no run.json"):
+        _run(setup, out, views="1x1")
+
+
+def test_changed_list_is_refused(setup, tmp_path):
+    base, _, _ = setup
+    out = tmp_path / "out"
+    lst = tmp_path / "l.txt"
+    lst.write_text((base / "good.txt").read_text())
+    _run(setup, out, data=lst, views="1x1")
+    lst.write_text((base / "good.txt").read_text().replace("v0.mp4 0", "v0.mp4 1"))
+    with pytest.raises(ValueError, match="list_sha256"):
+        _run(setup, out, data=lst, views="1x1")
+
+
+def test_ssv2_protocol_runs(setup, tmp_path):
+    summary = _run(setup, tmp_path / "out", protocol="ssv2")
+    assert summary["num_views"] == 6 and summary["num_evaluated"] == NUM_GOOD
+    assert summary["settings"]["sampling_rate"] is None
+
+
+def test_pruning_goes_through_stprune_patch(setup, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_patch(model, method="sta", r=None, flops_target=None):
+        calls.append((type(model).__name__, method, r, flops_target))
+        return model
+
+    monkeypatch.setattr(stprune, "patch", fake_patch, raising=False)
+    summary = _run(setup, tmp_path / "a", r=2, views="1x1")
+    _run(setup, tmp_path / "b", flops_target=0.7, views="1x1", method="tome")
+    assert calls == [
+        ("VideoMAEForVideoClassification", "sta", 2, None),
+        ("VideoMAEForVideoClassification", "tome", None, 0.7),
+    ]
+    assert summary["settings"]["r"] == 2 and summary["settings"]["method"] == "sta"
+    monkeypatch.delattr(stprune, "patch")
+    with pytest.raises(NotImplementedError, match=r"stprune\.patch"):
+        _run(setup, tmp_path / "c", r=2, views="1x1")
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"r": 2, "flops_target": 0.5}, "not both"),
+        ({"flops_target": 1.5}, "flops-target"),
+        ({"method": "magic"}, "--method"),
+        ({"protocol": "ucf"}, "--protocol"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"views": "3"}, "--views"),
+        ({"precision": "fp16"}, "fp16 needs --device cuda"),
+    ],
+)
+def test_bad_arguments(setup, tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _run(setup, tmp_path / "out", **kw)
+
+
+def test_cli(setup, tmp_path, capsys):
+    base, model, vids = setup
+    common = ["eval", "--model", str(model), "--data", str(base / "good.txt"), "--root", str(vids)]
+    common += ["--out", str(tmp_path / "out"), "--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main([*common, "--views", "1x1"]) == 0
+    assert "top-1" in capsys.readouterr().out
+    assert main([*common, "--views", "2x1"]) == 2  # other settings, same --out: refused, exit code 2
+    assert "different evaluation" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--r", "3", "--flops-target", "0.5"])

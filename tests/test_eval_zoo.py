@@ -1,0 +1,180 @@
+"""VideoMAE model-zoo .pth -> HF conversion, checked against a hand-written zoo forward pass."""
+
+import argparse
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stprune.eval.models import resolve_model
+from stprune.models.videomae_zoo import (
+    convert_zoo_state_dict,
+    load_videomae_zoo,
+    load_zoo_checkpoint,
+    videomae_from_zoo_state_dict,
+    zoo_config,
+)
+
+
+def _zoo_state_dict(
+    width=32, depth=2, heads=2, classes=5, tubelet=2, patch=8, mlp=64, seed=0, mean_pool=True
+):
+    """A zoo-layout state dict (modeling_finetune.VisionTransformer key names), random weights."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=0.2):
+        return torch.randn(*shape, generator=g) * scale
+
+    sd = {
+        "patch_embed.proj.weight": rnd(width, 3, tubelet, patch, patch, scale=0.05),
+        "patch_embed.proj.bias": rnd(width),
+    }
+    for i in range(depth):
+        p = f"blocks.{i}."
+        sd.update(
+            {
+                p + "norm1.weight": 1 + rnd(width),
+                p + "norm1.bias": rnd(width),
+                p + "attn.q_bias": rnd(width),
+                p + "attn.v_bias": rnd(width),
+                p + "attn.qkv.weight": rnd(3 * width, width),
+                p + "attn.proj.weight": rnd(width, width),
+                p + "attn.proj.bias": rnd(width),
+                p + "norm2.weight": 1 + rnd(width),
+                p + "norm2.bias": rnd(width),
+                p + "mlp.fc1.weight": rnd(mlp, width),
+                p + "mlp.fc1.bias": rnd(mlp),
+                p + "mlp.fc2.weight": rnd(width, mlp),
+                p + "mlp.fc2.bias": rnd(width),
+            }
+        )
+    norm = "fc_norm" if mean_pool else "norm"
+    sd.update(
+        {
+            norm + ".weight": 1 + rnd(width),
+            norm + ".bias": rnd(width),
+            "head.weight": rnd(classes, width),
+            "head.bias": rnd(classes),
+        }
+    )
+    return sd
+
+
+def _sinusoid(n, d):
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    j = torch.arange(d, dtype=torch.float64)
+    angle = pos / torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(j, 2, rounding_mode="floor") / d
+    )
+    return torch.where(j % 2 == 0, torch.sin(angle), torch.cos(angle))
+
+
+def _zoo_forward(sd, x, heads, eps=1e-6, mean_pool=True):
+    """The zoo ViT's math written out: x (B, C, T, H, W) float64 -> logits."""
+    sd = {k: v.double() for k, v in sd.items()}
+    w = sd["patch_embed.proj.weight"]
+    t = w.shape[2]
+    tokens = F.conv3d(x, w, sd["patch_embed.proj.bias"], stride=(t, w.shape[3], w.shape[4]))
+    tokens = tokens.flatten(2).transpose(1, 2)  # (B, N, D)
+    b, n, d = tokens.shape
+    h = tokens + _sinusoid(n, d).float().double()  # the zoo stores its table in float32
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for i in range(depth):
+        p = f"blocks.{i}."
+        y = F.layer_norm(h, (d,), sd[p + "norm1.weight"], sd[p + "norm1.bias"], eps)
+        bias = torch.cat([sd[p + "attn.q_bias"], torch.zeros(d, dtype=torch.float64), sd[p + "attn.v_bias"]])
+        qkv = (
+            (y @ sd[p + "attn.qkv.weight"].T + bias)
+            .reshape(b, n, 3, heads, d // heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * (d // heads) ** -0.5) @ k.transpose(-2, -1)
+        o = (attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
+        h = h + o @ sd[p + "attn.proj.weight"].T + sd[p + "attn.proj.bias"]
+        y = F.layer_norm(h, (d,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps)
+        y = F.gelu(y @ sd[p + "mlp.fc1.weight"].T + sd[p + "mlp.fc1.bias"])
+        h = h + y @ sd[p + "mlp.fc2.weight"].T + sd[p + "mlp.fc2.bias"]
+    if mean_pool:
+        feat = F.layer_norm(h.mean(1), (d,), sd["fc_norm.weight"], sd["fc_norm.bias"], eps)
+    else:
+        feat = F.layer_norm(h, (d,), sd["norm.weight"], sd["norm.bias"], eps)[:, 0]
+    return feat @ sd["head.weight"].T + sd["head.bias"]
+
+
+@pytest.mark.parametrize("mean_pool", [True, False])
+def test_converted_logits_equal_zoo_forward(mean_pool):
+    sd = _zoo_state_dict(mean_pool=mean_pool)
+    model = videomae_from_zoo_state_dict(sd, num_heads=2, num_frames=4, image_size=16).double()
+    cfg = model.config
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.num_labels) == (32, 2, 64, 5)
+    assert (cfg.patch_size, cfg.tubelet_size, cfg.qv_bias, cfg.use_mean_pooling) == (8, 2, True, mean_pool)
+    x = torch.randn(3, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        hf = model(pixel_values=x.transpose(1, 2)).logits  # HF takes (B, T, C, H, W)
+    ref = _zoo_forward(sd, x, heads=2, mean_pool=mean_pool)
+    assert torch.allclose(hf, ref, rtol=0, atol=1e-10), (hf - ref).abs().max()
+    # and the heads matter: a wrong head count gives other logits
+    wrong = videomae_from_zoo_state_dict(sd, num_heads=4, num_frames=4, image_size=16).double()
+    with torch.no_grad():
+        assert not torch.allclose(wrong(pixel_values=x.transpose(1, 2)).logits, ref, atol=1e-6)
+
+
+def test_qkv_split_goes_to_query_key_value():
+    sd = _zoo_state_dict()
+    hf = convert_zoo_state_dict(sd)
+    qkv = sd["blocks.1.attn.qkv.weight"]
+    pre = "videomae.encoder.layer.1.attention.attention."
+    assert torch.equal(hf[pre + "query.weight"], qkv[:32])
+    assert torch.equal(hf[pre + "key.weight"], qkv[32:64])
+    assert torch.equal(hf[pre + "value.weight"], qkv[64:])
+    assert torch.equal(hf[pre + "query.bias"], sd["blocks.1.attn.q_bias"])
+    assert pre + "key.bias" not in hf
+
+
+def test_heads_from_standard_table_and_errors():
+    sd = _zoo_state_dict(width=384, depth=1, heads=6, mlp=16)
+    assert zoo_config(sd).num_attention_heads == 6
+    assert zoo_config(sd, num_heads=12).num_attention_heads == 12
+    odd = _zoo_state_dict(width=48, depth=1)
+    with pytest.raises(ValueError, match="standard table"):
+        zoo_config(odd)
+    with pytest.raises(ValueError, match="num_heads=5 must"):
+        zoo_config(odd, num_heads=5)
+    bad = dict(sd, **{"blocks.0.gamma_1": torch.ones(384)})
+    with pytest.raises(NotImplementedError, match="layer scale"):
+        zoo_config(bad)
+    with pytest.raises(ValueError, match="not understood"):
+        convert_zoo_state_dict(dict(sd, **{"dist_token": torch.ones(1)}))
+
+
+def test_pth_wrapped_module_prefixed_with_args(tmp_path):
+    sd = _zoo_state_dict()
+    args = argparse.Namespace(num_frames=4, input_size=16, model="vit_tiny")
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"module": {"module." + k: v for k, v in sd.items()}, "args": args, "epoch": 3}, path)
+    loaded, saved = load_zoo_checkpoint(path)
+    assert set(loaded) == set(sd) and saved["num_frames"] == 4
+    model = load_videomae_zoo(path, num_heads=2)
+    assert (model.config.num_frames, model.config.image_size) == (4, 16)
+    # through the eval model resolver too: float32 logits close to the float64 reference
+    resolved = resolve_model(str(path), num_heads=2)
+    assert resolved.preprocessing.image_size == 16 and resolved.preprocessing.num_frames == 4
+    x = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = resolved.logits(x)
+    ref = _zoo_forward(sd, x.transpose(1, 2).double(), heads=2)
+    assert torch.allclose(out.double(), ref, atol=1e-4)
+    assert math.isclose(model.fc_norm.eps, 1e-6)
+
+
+def test_unsafe_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _zoo_state_dict(), "extra": _Opaque()}, path)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_zoo_checkpoint(path)
+
+
+class _Opaque:
+    pass
