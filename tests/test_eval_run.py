@@ -208,3 +208,60 @@ def test_cli(setup, tmp_path, capsys):
     assert "different evaluation" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*common, "--r", "3", "--flops-target", "0.5"])
+
+
+def test_real_kill_9_then_resume(setup, tmp_path):
+    """SIGKILL a running `stprune eval` (wherever it is), resume, and get every video exactly once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base, model, vids = setup
+    lst = tmp_path / "many.txt"
+    n = 16
+    for i in range(n):  # the same few clips under many names
+        (tmp_path / "v" / f"c{i}.mp4").parent.mkdir(exist_ok=True)
+        (tmp_path / "v" / f"c{i}.mp4").symlink_to(vids / f"v{i % NUM_GOOD}.mp4")
+    lst.write_text("".join(f"v/c{i}.mp4 {i % 3}\n" for i in range(n)))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    cmd = [
+        sys.executable,
+        "-m",
+        "stprune",
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        str(lst),
+        "--out",
+        str(out),
+    ]
+    cmd += ["--views", "2x1", "--workers", "0", "--device", "cpu", "--batch-size", "4", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rank0 = res.rank_file(out, 0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if rank0.exists() and rank0.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    written_before = rank0.read_bytes().count(b"\n")
+    assert 3 <= written_before < n
+
+    summary = run_eval(
+        str(model), lst, out, views="2x1", device="cpu", workers=0, batch_size=4, progress=False
+    )
+    videos = [r["video"] for r in _rows(rank0)]
+    assert sorted(videos) == sorted(f"v/c{i}.mp4" for i in range(n))  # each exactly once
+    assert summary["num_evaluated"] == n and summary["num_missing"] == 0
+    # the same clip gives the same row whichever run evaluated it
+    by_clip = {}
+    for r in _rows(rank0):
+        key = int(Path(r["video"]).stem[1:]) % NUM_GOOD
+        by_clip.setdefault(key, r["top5"])
+        assert by_clip[key] == r["top5"]
