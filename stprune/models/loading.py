@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from stprune.models.presets import PRESETS, build_preset, preset_names
@@ -18,14 +19,20 @@ MODEL_HELP = (
 )
 
 
-def load_model(spec: str) -> nn.Module:
+def load_model(spec: str, weights: bool = True) -> nn.Module:
     """The model named by ``spec``, in eval mode.
 
     Args:
         spec: a preset name, ``"demo"``, a directory saved with ``save_pretrained``, a
             checkpoint file (.pth/.pt/.safetensors), or a hub id (needs network or the HF cache).
+        weights: False builds presets and local HF directories on the meta device from their
+            config alone (for exact FLOP counts without memory or compute); other sources load
+            normally.
     """
     if spec in PRESETS:
+        if not weights:
+            with torch.device("meta"):
+                return build_preset(spec)
         return build_preset(spec)
     if spec == "demo":
         from stprune.demo import load_demo_model
@@ -33,8 +40,12 @@ def load_model(spec: str) -> nn.Module:
         return load_demo_model()
     path = Path(spec)
     if path.is_dir():
-        from transformers import AutoModelForVideoClassification
+        from transformers import AutoConfig, AutoModelForVideoClassification
 
+        if not weights:
+            config = AutoConfig.from_pretrained(path)
+            with torch.device("meta"):
+                return AutoModelForVideoClassification.from_config(config).eval()
         return AutoModelForVideoClassification.from_pretrained(path).eval()
     if path.is_file():
         from stprune.models.checkpoints import load_checkpoint_file
