@@ -70,11 +70,19 @@ def main() -> None:
     for r in rows:
         s = r.speed
         eff = r.speedup * r.ratio
-        print(
-            f"| {r.setting.label} | {','.join(map(str, r.r_per_stage)) or '-'} | {r.gflops:.1f} | {r.ratio:.3f} "
-            f"| {s.latency_ms:.0f} | {s.clips_per_s:.2f} | {r.speedup:.2f}x | {1 / r.ratio:.2f}x | {eff:.2f} "
-            f"| {compact_tokens(r.tokens_per_block)} |"
-        )
+        cells = [
+            r.setting.label,
+            ",".join(map(str, r.r_per_stage)) or "-",
+            f"{r.gflops:.1f}",
+            f"{r.ratio:.3f}",
+            f"{s.latency_ms:.0f}",
+            f"{s.clips_per_s:.2f}",
+            f"{r.speedup:.2f}x",
+            f"{1 / r.ratio:.2f}x",
+            f"{eff:.2f}",
+            compact_tokens(r.tokens_per_block),
+        ]
+        print("| " + " | ".join(cells) + " |")
     out = Path(args.out or Path(__file__).parent / "results" / f"cpu_{args.model}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
