@@ -49,7 +49,7 @@ def patch(
     method: str | Method = "sta",
     r: int | Sequence[int] | None = None,
     flops_target: float | None = None,
-    schedule: ScheduleSpec = "paper",
+    schedule: ScheduleSpec | None = None,
 ) -> nn.Module:
     """Prune tokens inside ``model`` at inference, in place; returns the model.
 
@@ -60,7 +60,9 @@ def patch(
         flops_target: instead of r, the wanted FLOPs ratio in (0, 1]; the r (same for every
             stage) with the largest ratio not above it is chosen.
         schedule: ``"paper"`` (after blocks 0, D//3, 2D//3 with T0, T0/2, T0/4 groups, the
-            middle stage reversed) or a list of stages ``(after_block, groups, r[, reverse])``.
+            middle stage reversed), ``"every"`` (after every block but the last, one group), or a
+            list of stages ``(after_block, groups, r[, reverse])``. ``None``: the method's own
+            default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe).
 
     Raises:
         RuntimeError: the model is already patched.
@@ -79,7 +81,9 @@ def patch(
             f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
         )
     lay = adapter.layout()
-    stages = normalize_schedule(schedule, lay.depth, lay.num_slots, r)
+    stages = normalize_schedule(
+        meth.default_schedule if schedule is None else schedule, lay.depth, lay.num_slots, r
+    )
     if flops_target is not None:
         if any(s.r is not None for s in stages):
             raise ValueError("flops_target chooses r itself; leave r out of the schedule's stages")
@@ -107,7 +111,12 @@ def choose_flops_target_r(adapter: object, method: Method, stages: Sequence[Stag
             return False
         return True
 
-    candidates = [r for r in range(lay.tokens_per_slot + 1) if valid(r)]
+    # validity is monotone in r (every stage's limit shrinks as r grows): bisect the largest valid r
+    lo, hi = 0, lay.num_slots * lay.tokens_per_slot // stages[0].groups
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if valid(mid) else (lo, mid - 1)
+    candidates = range(lo + 1)
     r, _ = choose_r_for_target(
         lambda r: estimate_macs(adapter, method, with_r(stages, r))[0] / base, candidates, target
     )

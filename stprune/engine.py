@@ -13,7 +13,7 @@ Data flows one way: adapter (blocks, keys) -> method (reduce) -> engine (gather,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -108,7 +108,9 @@ class SequencePruner:
         self._ctx: dict[str, Any] = {}
         self._positions: torch.Tensor | None = None
         self._merged = False
+        self._bias: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._undo: list[Callable[[], None]] = []
 
     @property
     def macs_ratio(self) -> float:
@@ -130,12 +132,21 @@ class SequencePruner:
                 )
             )
             self._handles.append(lay.layers[s.after_block].register_forward_hook(partial(self._prune, i)))
+        if self.method.tracks_size:
+            # proportional attention: later blocks add log(size) of each key token to their logits
+            self._undo.append(self.adapter.install_attention_bias(lambda: self._bias))
+            if self.adapter.mean_pooled:
+                self._handles.append(lay.layers[-1].register_forward_hook(self._size_weighted_output))
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
+        for undo in self._undo:
+            undo()
         self._handles.clear()
+        self._undo.clear()
         self._keys.clear()
+        self._bias = None
 
     # hooks -----------------------------------------------------------------------------------
 
@@ -158,6 +169,7 @@ class SequencePruner:
         self._ctx = {}
         self._positions = None
         self._merged = False
+        self._bias = None
         self.method.start_forward(self._ctx)
 
     def _capture_keys(self, block: int, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -187,9 +199,30 @@ class SequencePruner:
         reduced, kept = self.method.reduce(x, k, stage, self._ctx)
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
         self._record(index, stage, n_in, reduced.shape[1], kept)
+        if self.method.tracks_size:
+            log_size = self._ctx["size"].squeeze(-1).log()  # (B, L')
+            if p:
+                log_size = torch.cat([log_size.new_zeros(log_size.shape[0], p), log_size], dim=1)
+            self._bias = log_size[:, None, None, :]
         if isinstance(output, tuple):
             return (out, *output[1:])
         return out
+
+    def _size_weighted_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        """Scale the last block's tokens so that the head's plain mean is the size-weighted mean."""
+        size = self._ctx.get("size")
+        if size is None:
+            return None
+        hidden = output[0] if isinstance(output, tuple) else output
+        p = self.layout.protected
+        total = hidden.shape[1]
+        size = size.to(hidden.dtype)
+        factor = total / (p + size.sum(1, keepdim=True))  # (B, 1, 1)
+        weight = size * factor
+        if p:
+            weight = torch.cat([factor.expand(-1, p, 1), weight], dim=1)
+        out = hidden * weight
+        return (out, *output[1:]) if isinstance(output, tuple) else out
 
     def _record(self, index: int, stage: Stage, n_in: int, n_out: int, kept: torch.Tensor | None) -> None:
         if kept is None:

@@ -29,7 +29,7 @@ class Setting:
     method: str = "none"
     r: int | tuple[int, ...] | None = None
     flops_target: float | None = None
-    schedule: Any = "paper"
+    schedule: Any = None
 
     @property
     def label(self) -> str:
@@ -52,7 +52,7 @@ def make_settings(
     rs: Sequence[int] | None = None,
     flops_targets: Sequence[float] | None = None,
     methods: Sequence[str] = ("sta",),
-    schedule: Any = "paper",
+    schedule: Any = None,
     include_unpruned: bool = True,
 ) -> list[Setting]:
     """The unpruned setting, then every (method, r) and (method, flops_target)."""

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["Stage", "TokenPlan", "paper_schedule", "normalize_schedule", "plan_tokens", "with_r"]
+__all__ = [
+    "Stage",
+    "TokenPlan",
+    "paper_schedule",
+    "every_block_schedule",
+    "normalize_schedule",
+    "plan_tokens",
+    "with_r",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,14 @@ def paper_schedule(depth: int, num_slots: int, r: int | Sequence[int] | None) ->
     ]
 
 
+def every_block_schedule(depth: int, r: int | Sequence[int] | None) -> list[Stage]:
+    """ToMe's schedule: after every block but the last, one group (all prunable tokens)."""
+    if depth < 2:
+        raise ValueError(f"the 'every' schedule needs an encoder depth >= 2; got {depth}")
+    rs = _expand_r(r, depth - 1)
+    return [Stage(i, 1, rs[i]) for i in range(depth - 1)]
+
+
 def _expand_r(r: int | Sequence[int] | None, count: int) -> list[int | None]:
     if r is None or not isinstance(r, Sequence):
         _check_r_type(r)
@@ -100,17 +116,20 @@ def normalize_schedule(
     """Turn a user schedule into a validated list of stages (r may still be ``None``).
 
     Args:
-        schedule: ``"paper"``, or a list of stages given as :class:`Stage`, tuples
-            ``(after_block, groups, r[, reverse])`` or dicts with those keys (``r`` may be None).
+        schedule: ``"paper"``, ``"every"`` (after every block but the last, one group), or a
+            list of stages given as :class:`Stage`, tuples ``(after_block, groups, r[, reverse])``
+            or dicts with those keys (``r`` may be None).
         depth: encoder depth D.
         num_slots: T0, temporal slots at the first stage.
         r: for ``"paper"``, one int or a per-stage list; for an explicit schedule, fills the stages
             whose r is None (one int or one value per stage).
     """
     if isinstance(schedule, str):
-        if schedule != "paper":
-            raise ValueError(f"unknown schedule {schedule!r}; use 'paper' or a list of stages")
-        return paper_schedule(depth, num_slots, r)
+        if schedule == "paper":
+            return paper_schedule(depth, num_slots, r)
+        if schedule == "every":
+            return every_block_schedule(depth, r)
+        raise ValueError(f"unknown schedule {schedule!r}; use 'paper', 'every' or a list of stages")
     if not isinstance(schedule, Sequence) or len(schedule) == 0:
         raise TypeError(f"schedule must be 'paper' or a non-empty list of stages; got {schedule!r}")
     stages = [_to_stage(s) for s in schedule]

@@ -22,6 +22,10 @@ class Method(ABC):
     """A training-free token-reduction method applied at the stages of a schedule."""
 
     name: ClassVar[str]
+    #: keeps ``ctx["size"]`` (B, L, 1): how many input tokens each token stands for (merging)
+    tracks_size: ClassVar[bool] = False
+    #: the schedule used when ``patch(..., schedule=None)``
+    default_schedule: ClassVar[str] = "paper"
 
     def max_r(self, n: int) -> int:
         """Largest r allowed for a group of ``n`` tokens (default: ceil(n / 2))."""

@@ -7,7 +7,7 @@ tokens, the token grid, the cost model); it never knows which method prunes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,6 +65,18 @@ class SequenceAdapter(ABC):
     @abstractmethod
     def layout(self) -> EncoderLayout:
         """Blocks, key modules and token grid of the wrapped model."""
+
+    @property
+    def mean_pooled(self) -> bool:
+        """Whether the head averages the encoder's output tokens (size-weighting matters then)."""
+        return False
+
+    def install_attention_bias(self, bias_fn: Callable[[], torch.Tensor | None]) -> Callable[[], None]:
+        """Make every block's attention add ``bias_fn()`` (B, 1, 1, L) to its logits; returns an undo.
+
+        Needed only by methods with proportional attention (ToMe).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot add an attention bias")
 
     @abstractmethod
     def macs(self, tokens_per_block: Sequence[int]) -> int:

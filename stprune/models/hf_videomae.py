@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -10,6 +10,7 @@ from torch import nn
 
 from stprune.core.flops import vit_block_macs
 from stprune.models.base import EncoderLayout, SequenceAdapter
+from stprune.models.hf_attention import install_attention_bias
 
 __all__ = ["HFVideoMAEAdapter"]
 
@@ -54,6 +55,14 @@ class HFVideoMAEAdapter(SequenceAdapter):
             tokens_per_slot=(h // ph) * (w // pw),
             key_dim=int(cfg.hidden_size) // int(cfg.num_attention_heads),
         )
+
+    @property
+    def mean_pooled(self) -> bool:
+        return getattr(self.model, "fc_norm", None) is not None
+
+    def install_attention_bias(self, bias_fn: Callable[[], torch.Tensor | None]) -> Callable[[], None]:
+        mods = [layer.attention.attention for layer in self.backbone.encoder.layer]
+        return install_attention_bias(self.model.config, mods, bias_fn)
 
     def macs(self, tokens_per_block: Sequence[int]) -> int:
         cfg = self.model.config

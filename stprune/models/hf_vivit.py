@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -10,6 +10,7 @@ from torch import nn
 
 from stprune.core.flops import vit_block_macs
 from stprune.models.base import EncoderLayout, SequenceAdapter
+from stprune.models.hf_attention import install_attention_bias
 
 __all__ = ["HFVivitAdapter"]
 
@@ -57,6 +58,11 @@ class HFVivitAdapter(SequenceAdapter):
             num_slots=int(cfg.num_frames) // t,
             tokens_per_slot=(h // ph) * (w // pw),
             key_dim=int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads),
+        )
+
+    def install_attention_bias(self, bias_fn: Callable[[], torch.Tensor | None]) -> Callable[[], None]:
+        return install_attention_bias(
+            self.model.config, [layer.attention for layer in self._layers()], bias_fn
         )
 
     def macs(self, tokens_per_block: Sequence[int]) -> int:
