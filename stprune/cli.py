@@ -172,9 +172,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     prune = p.add_mutually_exclusive_group()
     prune.add_argument("--r", type=int, default=None, help="tokens dropped per group at each pruning point")
     prune.add_argument("--flops-target", type=float, default=None, help="target FLOPs ratio in (0, 1]")
-    p.add_argument(
-        "--method", choices=["sta", "tome", "random"], default="sta", help="pruning method (default sta)"
-    )
+    from stprune.methods import METHODS
+
+    p.add_argument("--method", choices=sorted(METHODS), default="sta", help="pruning method (default sta)")
     p.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=4, help="decoding DataLoader workers (default 4)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
@@ -232,7 +232,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         f"{summary['num_views']} views each)"
     )
     if summary["gflops_per_view"] is not None:
-        print(f"GFLOPs per view: {summary['gflops_per_view']:.2f}")
+        print(f"GFLOPs per view: {summary['gflops_per_view']:.4g}")
     print(f"results: {args.out}/summary.json, {args.out}/predictions.jsonl")
     return 0
 

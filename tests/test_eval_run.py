@@ -8,7 +8,6 @@ import pytest
 import torch
 from eval_utils import save_tiny_videomae, write_video
 
-import stprune
 from stprune.cli import main
 from stprune.eval import results as res
 from stprune.eval.runner import run_eval
@@ -161,24 +160,50 @@ def test_ssv2_protocol_runs(setup, tmp_path):
     assert summary["settings"]["sampling_rate"] is None
 
 
-def test_pruning_goes_through_stprune_patch(setup, tmp_path, monkeypatch):
-    calls = []
+@pytest.fixture(scope="module")
+def prunable(tmp_path_factory):
+    """A tiny model the paper schedule fits: 8 frames (4 slots of 16 tokens), depth 3."""
+    return save_tiny_videomae(tmp_path_factory.mktemp("prunable") / "model", frames=8, num_hidden_layers=3)
 
-    def fake_patch(model, method="sta", r=None, flops_target=None):
-        calls.append((type(model).__name__, method, r, flops_target))
-        return model
 
-    monkeypatch.setattr(stprune, "patch", fake_patch, raising=False)
-    summary = _run(setup, tmp_path / "a", r=2, views="1x1")
-    _run(setup, tmp_path / "b", flops_target=0.7, views="1x1", method="tome")
-    assert calls == [
-        ("VideoMAEForVideoClassification", "sta", 2, None),
-        ("VideoMAEForVideoClassification", "tome", None, 0.7),
-    ]
-    assert summary["settings"]["r"] == 2 and summary["settings"]["method"] == "sta"
-    monkeypatch.delattr(stprune, "patch")
-    with pytest.raises(NotImplementedError, match=r"stprune\.patch"):
-        _run(setup, tmp_path / "c", r=2, views="1x1")
+def test_pruned_evaluation(setup, prunable, tmp_path):
+    base, _, vids = setup
+
+    def run(out, **kw):
+        return run_eval(
+            str(prunable),
+            base / "good.txt",
+            tmp_path / out,
+            root=vids,
+            views="2x2",
+            device="cpu",
+            workers=0,
+            progress=False,
+            **kw,
+        )
+
+    full = run("full")
+    sta = run("sta", r=4)
+    assert full["pruning"] is None and full["settings"]["method"] is None
+    assert sta["pruning"]["method"] == "sta" and sta["settings"]["r"] == 4
+    assert [(s["after_block"], s["groups"], s["r"], s["reverse"]) for s in sta["pruning"]["stages"]] == [
+        (0, 4, 4, False),
+        (1, 2, 4, True),
+        (2, 1, 4, False),
+    ]  # the paper schedule for depth 3, T0 = 4
+    assert sta["gflops_per_view"] < full["gflops_per_view"]
+    assert sta["pruning"]["estimated_flops_ratio"] == pytest.approx(
+        sta["gflops_per_view"] / full["gflops_per_view"], rel=0.05
+    )
+    assert sta["num_evaluated"] == NUM_GOOD
+    target = run("target", flops_target=0.8)
+    assert target["pruning"]["estimated_flops_ratio"] <= 0.8
+    assert target["settings"]["flops_target"] == 0.8 and target["settings"]["r"] is None
+    for method in ("tome", "random"):
+        other = run(method, r=2, method=method)
+        assert other["pruning"]["method"] == method and other["num_evaluated"] == NUM_GOOD
+    with pytest.raises(ValueError, match="r: recorded 4, now 2"):
+        run("sta", r=2)
 
 
 @pytest.mark.parametrize(
@@ -187,6 +212,7 @@ def test_pruning_goes_through_stprune_patch(setup, tmp_path, monkeypatch):
         ({"r": 2, "flops_target": 0.5}, "not both"),
         ({"flops_target": 1.5}, "flops-target"),
         ({"method": "magic"}, "--method"),
+        ({"r": -1}, "--r"),
         ({"protocol": "ucf"}, "--protocol"),
         ({"batch_size": 0}, "--batch-size"),
         ({"views": "3"}, "--views"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import inspect
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -36,9 +37,8 @@ from stprune.eval.models import ResolvedModel, resolve_model
 from stprune.eval.sampling import PROTOCOLS, ViewSpec, default_views, parse_views
 from stprune.eval.transforms import normalize
 
-__all__ = ["METHODS", "PRECISIONS", "run_eval", "prune_model"]
+__all__ = ["PRECISIONS", "run_eval", "prune_model"]
 
-METHODS: tuple[str, ...] = ("sta", "tome", "random")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
 TOPK = 5
 
@@ -51,39 +51,53 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _method_names() -> tuple[str, ...]:
+    from stprune.methods import METHODS as registry
+
+    return tuple(sorted(registry))
+
+
 def prune_model(
     model: torch.nn.Module, method: str, r: int | None, flops_target: float | None
-) -> torch.nn.Module:
-    """Apply ``stprune.patch(model, method=..., r=... | flops_target=...)``; no-op when both are None."""
+) -> dict[str, Any] | None:
+    """``stprune.patch(model, method=..., r=... | flops_target=...)`` in place.
+
+    Returns what was installed (method, stages with their r, the core's estimated FLOPs ratio)
+    for the summary, or None when both ``r`` and ``flops_target`` are None (no pruning).
+    """
     if r is None and flops_target is None:
-        return model
-    # --- integration point: the core's patch API (stprune.patch, on main) ----------------------
+        return None
     import stprune
 
-    patch = getattr(stprune, "patch", None)
-    if patch is None:
-        raise NotImplementedError(
-            "--r / --flops-target need stprune.patch (the pruning core), which this build does not have yet"
-        )
     kwargs: dict[str, Any] = {"r": r} if r is not None else {"flops_target": flops_target}
-    out = patch(model, method=method, **kwargs)
-    return model if out is None else out
+    stprune.patch(model, method=method, **kwargs)
+    info = stprune.patch_info(model)
+    return {
+        "method": info.method,
+        "stages": [
+            {"after_block": s.after_block, "groups": s.groups, "r": s.r, "reverse": s.reverse}
+            for s in info.stages
+        ],
+        "estimated_flops_ratio": info.flops_ratio,
+    }
 
 
-def _gflops_per_view(resolved: ResolvedModel, device: torch.device) -> tuple[float | None, str]:
-    """GFLOPs of one view through the (pruned) model, via stprune.bench.flops when it exists."""
-    # --- integration point: the core's FLOP counter (stprune/bench/flops.py, on main) ------------
-    try:
-        from stprune.bench import flops as flops_mod
-    except ImportError:
-        return None, "stprune.bench.flops is not available in this build"
-    counter = getattr(flops_mod, "gflops_per_view", None)
-    if counter is None:
-        return None, "stprune.bench.flops has no gflops_per_view(model, views) yet"
+def _gflops_per_view(resolved: ResolvedModel, device: torch.device) -> float:
+    """GFLOPs (1 MAC = 1 FLOP, the field's convention) of one view through the model as evaluated.
+
+    Counted by ``stprune.bench.flops.count_macs`` (FlopCounterMode) on one random view.
+    """
+    from stprune.bench.flops import count_macs
+
     pre = resolved.preprocessing
-    views = torch.zeros(1, pre.num_frames, 3, pre.image_size, pre.image_size, device=device)
-    x = views if pre.layout == "BTCHW" else views.transpose(1, 2)
-    return float(counter(resolved.model, x)), "stprune.bench.flops.gflops_per_view"
+    g = torch.Generator().manual_seed(0)
+    view = torch.randn(1, pre.num_frames, 3, pre.image_size, pre.image_size, generator=g).to(device)
+    if pre.layout == "BTCHW" and hasattr(resolved.model, "config"):
+        inputs = {"pixel_values": view}
+    else:
+        first = next(iter(inspect.signature(resolved.model.forward).parameters))
+        inputs = {first: view.transpose(1, 2)}
+    return count_macs(resolved.model, inputs) / 1e9
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -279,8 +293,8 @@ def run_eval(
     view_spec = default_views(protocol) if views is None else views
     if isinstance(view_spec, str):
         view_spec = parse_views(view_spec)
-    if method not in METHODS:
-        raise ValueError(f"--method {method!r} must be one of {METHODS}")
+    if method not in _method_names():
+        raise ValueError(f"--method {method!r} must be one of {_method_names()}")
     if r is not None and flops_target is not None:
         raise ValueError("give --r or --flops-target, not both")
     if r is not None and r < 0:
@@ -310,7 +324,7 @@ def run_eval(
         _autocast(precision, ctx.device)  # validate precision vs device before loading anything
         resolved = resolve_model(model, num_heads=num_heads)
         resolved.model.to(ctx.device)
-        prune_model(resolved.model, method, r, flops_target)
+        pruning = prune_model(resolved.model, method, r, flops_target)
         pre = resolved.preprocessing
 
         settings = {
@@ -384,13 +398,17 @@ def run_eval(
                 rows.setdefault(video, row)
         order = [e.path for e in entries]
         summary = res.summarize(rows, order)
-        gflops, gflops_source = _gflops_per_view(resolved, ctx.device)
+        try:
+            gflops = _gflops_per_view(resolved, ctx.device)
+        except Exception as e:  # noqa: BLE001 - a FLOP count must not cost the summary of a long run
+            gflops = None
+            tqdm.write(f"warning: could not count GFLOPs per view ({type(e).__name__}: {e})")
         import stprune
 
         summary.update(
             {
                 "gflops_per_view": gflops,
-                "gflops_source": gflops_source,
+                "pruning": pruning,
                 "settings": settings,
                 "model_description": resolved.description,
                 "num_views": view_spec.num_views,
