@@ -178,3 +178,43 @@ def test_unsafe_pickle_is_refused(tmp_path):
 
 class _Opaque:
     pass
+
+
+def test_model_resolution_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="no such file or directory"):
+        resolve_model(str(tmp_path / "nope"))
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(ValueError, match="no config.json"):
+        resolve_model(str(tmp_path / "empty_dir"))
+    import transformers
+
+    def offline(*args, **kwargs):  # stands in for the hub: tests never reach the network
+        raise OSError("offline")
+
+    monkeypatch.setattr(transformers.AutoModelForVideoClassification, "from_pretrained", offline)
+    with pytest.raises(ValueError, match="cannot load it from the Hugging Face hub"):
+        resolve_model("some-owner/some-model")
+    swin = tmp_path / "swin.pth"
+    torch.save({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(3, 2)}, swin)
+    try:
+        from stprune.models import load_video_swin  # noqa: F401
+    except ImportError:
+        with pytest.raises(NotImplementedError, match="load_video_swin"):
+            resolve_model(str(swin))
+    other = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, other)
+    with pytest.raises(ValueError, match="match neither"):
+        resolve_model(str(other))
+    with pytest.raises(ValueError, match="apply to VideoMAE zoo"):
+        resolve_model(str(other), num_heads=2)
+
+
+def test_demo_integration_point():
+    try:
+        from stprune.demo import load_demo_model  # noqa: F401
+    except ImportError:
+        with pytest.raises(NotImplementedError, match="load_demo_model"):
+            resolve_model("demo")
+    else:  # the demo exists: it must resolve to a model with its preprocessing
+        resolved = resolve_model("demo")
+        assert resolved.preprocessing.image_size > 0 and resolved.preprocessing.num_frames > 0

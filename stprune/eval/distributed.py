@@ -69,14 +69,6 @@ class DistContext:
         dist.all_gather_object(out, obj)
         return out
 
-    def gather_to_main(self, obj: Any) -> list[Any] | None:
-        """Every rank's ``obj`` in rank order on rank 0; None elsewhere."""
-        if not self.active:
-            return [obj]
-        out: list[Any] | None = [None] * self.world_size if self.is_main else None
-        dist.gather_object(obj, out, dst=0)
-        return out
-
     def close(self) -> None:
         """Destroy the process group if this context created it."""
         if self.owns_group and dist.is_initialized():

@@ -251,10 +251,21 @@ def resolve_model(
         raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
     if path.is_dir() and not (path / "config.json").is_file():
         raise ValueError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
+    if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
+        raise ValueError(
+            f"--model {spec!r}: no such file or directory, and not a hub id (owner/name); use a hub id, "
+            "a save_pretrained directory, a VideoMAE zoo .pth, or 'demo'"
+        )
     from transformers import AutoModelForVideoClassification
 
     source = str(path) if path.is_dir() else spec
-    model = AutoModelForVideoClassification.from_pretrained(source)
+    try:
+        model = AutoModelForVideoClassification.from_pretrained(source)
+    except OSError as e:
+        raise ValueError(
+            f"--model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
+            "access pass a local directory saved with save_pretrained"
+        ) from e
     processor = _read_processor_json(source)
     pre = preprocessing_from_config(model.config, processor)
     kind = "hf_dir" if path.is_dir() else "hf_hub"

@@ -183,7 +183,6 @@ def _evaluate_shard(
         batch_size=None,
         shuffle=False,
         num_workers=workers,
-        pin_memory=ctx.device.type == "cuda",
         prefetch_factor=2 if workers > 0 else None,
         worker_init_fn=worker_init if workers > 0 else None,
     )
@@ -389,7 +388,8 @@ def run_eval(
             )
 
         ctx.barrier()
-        gathered = ctx.gather_to_main(_visible_rows(out_dir))
+        # all_gather rather than gather: supported the same way by NCCL and gloo; rows are small.
+        gathered = ctx.all_gather(_visible_rows(out_dir))
         if not ctx.is_main:
             return None
         rows: dict[str, dict[str, Any]] = {}
