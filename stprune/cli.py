@@ -188,6 +188,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-heads", type=int, default=None, help="attention heads of a zoo .pth (default from width)"
     )
+    p.add_argument(
+        "--num-frames", type=int, default=None, help="frames per clip of a zoo .pth / Video Swin checkpoint"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="input size of a zoo .pth / Video Swin checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", help="discard results already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
@@ -214,6 +220,8 @@ def _run_eval(args: argparse.Namespace) -> int:
             limit=args.limit,
             overwrite=args.overwrite,
             num_heads=args.num_heads,
+            num_frames=args.num_frames,
+            image_size=args.image_size,
             precision=args.precision,
             progress=not args.no_progress,
         )

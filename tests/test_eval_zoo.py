@@ -196,11 +196,11 @@ def test_model_resolution_errors(tmp_path, monkeypatch):
         resolve_model("some-owner/some-model")
     swin = tmp_path / "swin.pth"
     torch.save({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(3, 2)}, swin)
-    try:
-        from stprune.models import load_video_swin  # noqa: F401
-    except ImportError:
-        with pytest.raises(NotImplementedError, match="load_video_swin"):
-            resolve_model(str(swin))
+    import stprune.models
+
+    monkeypatch.delattr(stprune.models, "load_video_swin", raising=False)
+    with pytest.raises(NotImplementedError, match="load_video_swin"):
+        resolve_model(str(swin))
     other = tmp_path / "other.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(ValueError, match="match neither"):
@@ -211,10 +211,49 @@ def test_model_resolution_errors(tmp_path, monkeypatch):
 
 def test_demo_integration_point():
     try:
-        from stprune.demo import load_demo_model  # noqa: F401
+        from stprune.demo import load_demo_info, load_demo_model  # noqa: F401
     except ImportError:
         with pytest.raises(NotImplementedError, match="load_demo_model"):
             resolve_model("demo")
-    else:  # the demo exists: it must resolve to a model with its preprocessing
+    else:  # the demo exists: its own normalisation must be used
         resolved = resolve_model("demo")
-        assert resolved.preprocessing.image_size > 0 and resolved.preprocessing.num_frames > 0
+        info = load_demo_info()
+        assert resolved.preprocessing.mean == tuple(info.mean) and resolved.preprocessing.std == tuple(
+            info.std
+        )
+        assert resolved.preprocessing.num_frames == resolved.model.config.num_frames
+
+
+class _FakeSwin(torch.nn.Module):
+    """Stands in for stprune's VideoSwin: takes (B, C, T, H, W), returns (B, 3) logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        assert x.shape[1] == 3, "channels must come second"
+        return self.head(x.mean(dim=(2, 3, 4)))
+
+
+def test_video_swin_integration(tmp_path, monkeypatch):
+    import stprune.models
+
+    seen = []
+
+    def fake_loader(path):
+        seen.append(path)
+        return _FakeSwin()
+
+    monkeypatch.setattr(stprune.models, "load_video_swin", fake_loader, raising=False)
+    ckpt = tmp_path / "swin.pth"
+    torch.save({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(3, 2)}, ckpt)
+    resolved = resolve_model(str(ckpt))
+    pre = resolved.preprocessing
+    assert seen == [ckpt] and (pre.layout, pre.num_frames, pre.image_size) == ("BCTHW", 32, 224)
+    out = resolved.logits(torch.zeros(2, 4, 3, 8, 8))  # eval hands (B, T, C, H, W) views
+    assert out.shape == (2, 3)
+    small = resolve_model(str(ckpt), num_frames=8, image_size=64).preprocessing
+    assert (small.num_frames, small.image_size) == (8, 64)
+    with pytest.raises(ValueError, match="num_heads"):
+        resolve_model(str(ckpt), num_heads=4)

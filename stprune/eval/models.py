@@ -145,28 +145,28 @@ def _read_processor_json(source: str) -> dict[str, Any]:
 
 
 def _load_demo() -> ResolvedModel:
-    # --- integration point: stprune.demo (being written by the demo helper) ----------------------
+    # --- integration point: stprune.demo (the demo helper's package) -----------------------------
+    # Expected: load_demo_model() -> HF VideoMAEForVideoClassification (config has image_size and
+    # num_frames); load_demo_info() -> object with .mean / .std (the demo's own normalisation).
     try:
-        from stprune.demo import load_demo_model
+        from stprune.demo import load_demo_info, load_demo_model
     except ImportError as e:
         raise NotImplementedError(
-            "--model demo needs stprune.demo.load_demo_model, which this build does not have yet"
+            "--model demo needs stprune.demo.load_demo_model and load_demo_info (model and its "
+            f"normalisation), which this build does not have yet ({e})"
         ) from e
-    loaded = load_demo_model()
-    meta: Mapping[str, Any] = {}
-    if isinstance(loaded, tuple):  # (model, metadata dict) if the demo returns its metadata
-        loaded, meta = loaded
-    meta = dict(meta or getattr(loaded, "stprune_meta", None) or {})
-    config = getattr(loaded, "config", None)
-    pre = preprocessing_from_config(config, meta, meta.get("layout", "BTCHW"))
-    return ResolvedModel(loaded.eval(), pre, "demo", {"kind": "demo"})
+    model = load_demo_model()
+    info = load_demo_info()
+    processor = {"image_mean": tuple(info.mean), "image_std": tuple(info.std)}
+    pre = preprocessing_from_config(model.config, processor)
+    return ResolvedModel(model.eval(), pre, "demo", {"kind": "demo", "path": "demo"})
 
 
 # Video Swin's K400 test input (Liu et al.): 32 frames of 224 px, ImageNet mean / std, (B, C, T, H, W).
 _SWIN_DEFAULT = {"image_size": 224, "num_frames": 32, "layout": "BCTHW"}
 
 
-def _load_swin(path: Path) -> ResolvedModel:
+def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None = None) -> ResolvedModel:
     # --- integration point: stprune.models.load_video_swin (being written by the Swin helper) -----
     # Expected: load_video_swin(path) -> nn.Module taking (B, C, T, H, W); optional attribute
     # ``stprune_meta`` (dict with image_size / num_frames / image_mean / image_std / layout).
@@ -179,6 +179,10 @@ def _load_swin(path: Path) -> ResolvedModel:
         ) from e
     model = load_video_swin(path)
     meta = {**_SWIN_DEFAULT, **dict(getattr(model, "stprune_meta", None) or {})}
+    if num_frames is not None:
+        meta["num_frames"] = num_frames
+    if image_size is not None:
+        meta["image_size"] = image_size
     pre = Preprocessing(
         image_size=int(meta["image_size"]),
         num_frames=int(meta["num_frames"]),
@@ -209,8 +213,9 @@ def resolve_model(
 ) -> ResolvedModel:
     """Load the model named by ``spec`` (see module doc) in eval mode on CPU, with its preprocessing.
 
-    ``num_heads`` / ``num_frames`` / ``image_size`` apply to VideoMAE zoo checkpoints only (the
-    weights do not say them); giving them for another kind of model is an error.
+    ``num_heads`` / ``num_frames`` / ``image_size`` are for checkpoint files whose weights do not
+    say them: VideoMAE zoo ``.pth`` (all three) and Video Swin (frames, size); giving them for
+    another kind of model is an error.
     """
     zoo_overrides = {"num_heads": num_heads, "num_frames": num_frames, "image_size": image_size}
     given = [k for k, v in zoo_overrides.items() if v is not None]
@@ -237,10 +242,12 @@ def resolve_model(
             )
         keys = list(sd)
         del sd
+        if any("relative_position_bias_table" in k for k in keys):
+            if num_heads is not None:
+                raise ValueError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
+            return _load_swin(path, num_frames, image_size)
         if given:
             raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
-        if any("relative_position_bias_table" in k for k in keys):
-            return _load_swin(path)
         raise ValueError(
             f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
             "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "

@@ -278,6 +278,8 @@ def run_eval(
     limit: int | None = None,
     overwrite: bool = False,
     num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
     precision: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any] | None:
@@ -321,7 +323,7 @@ def run_eval(
     ctx = init_distributed(device)
     try:
         _autocast(precision, ctx.device)  # validate precision vs device before loading anything
-        resolved = resolve_model(model, num_heads=num_heads)
+        resolved = resolve_model(model, num_heads=num_heads, num_frames=num_frames, image_size=image_size)
         resolved.model.to(ctx.device)
         pruning = prune_model(resolved.model, method, r, flops_target)
         pre = resolved.preprocessing
