@@ -291,3 +291,11 @@ def test_real_kill_9_then_resume(setup, tmp_path):
         key = int(Path(r["video"]).stem[1:]) % NUM_GOOD
         by_clip.setdefault(key, r["top5"])
         assert by_clip[key] == r["top5"]
+
+
+def test_second_run_on_the_same_out_is_refused_while_the_first_runs(setup, tmp_path):
+    out = tmp_path / "out"
+    # the held lock stands for a run still in progress
+    with res.RankLock(out, 0), pytest.raises(ValueError, match="another stprune eval is writing"):
+        _run(setup, out, views="1x1")
+    assert _run(setup, out, views="1x1")["num_evaluated"] == NUM_GOOD  # free again

@@ -39,6 +39,7 @@ __all__ = [
     "summarize",
     "write_json_atomic",
     "write_merged",
+    "RankLock",
 ]
 
 RUN_FILE = "run.json"
@@ -162,6 +163,56 @@ class PredictionWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RankLock:
+    """An exclusive lock on ``DIR/.lock.rank{R}`` held for a whole run, so a second run started on
+    the same ``--out`` by mistake (e.g. a requeued job while the old one still runs) fails at once
+    instead of writing the same videos twice. On file systems without ``flock`` support the lock
+    is skipped with a warning.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, rank: int) -> None:
+        self.path = Path(out_dir) / f".lock.rank{rank}"
+        self._f = None
+        self.rank = rank
+
+    def acquire(self) -> RankLock:
+        import errno
+        import warnings
+
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.close()
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise ValueError(
+                    f"another stprune eval is writing to {self.path.parent} as rank {self.rank}; "
+                    "wait for it to finish (or stop it) before resuming there"
+                ) from None
+            warnings.warn(
+                f"cannot lock {self.path} ({e}); not guarding against concurrent runs", stacklevel=2
+            )
+            return self
+        self._f = f
+        return self
+
+    def release(self) -> None:
+        if self._f is not None:
+            self._f.close()  # closing the file releases the flock
+            self._f = None
+
+    def __enter__(self) -> RankLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

@@ -321,6 +321,7 @@ def run_eval(
         entries = entries[:limit]
 
     ctx = init_distributed(device)
+    stack = contextlib.ExitStack()
     try:
         _autocast(precision, ctx.device)  # validate precision vs device before loading anything
         resolved = resolve_model(model, num_heads=num_heads, num_frames=num_frames, image_size=image_size)
@@ -346,6 +347,8 @@ def run_eval(
             "list_sha256": _sha256(list_file),
             "root": str(Path(root).resolve()) if root is not None else None,
         }
+        lock = res.RankLock(out_dir, ctx.rank).acquire()
+        stack.callback(lock.release)
         message = None
         if ctx.is_main:
             try:
@@ -429,4 +432,5 @@ def run_eval(
         res.write_json_atomic(out_dir / res.SUMMARY_FILE, summary)
         return summary
     finally:
+        stack.close()
         ctx.close()
