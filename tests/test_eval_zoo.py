@@ -257,3 +257,19 @@ def test_video_swin_integration(tmp_path, monkeypatch):
     assert (small.num_frames, small.image_size) == (8, 64)
     with pytest.raises(ValueError, match="num_heads"):
         resolve_model(str(ckpt), num_heads=4)
+
+
+def test_local_dir_preprocessing(tmp_path):
+    import json
+
+    from eval_utils import save_tiny_videomae
+
+    d = save_tiny_videomae(tmp_path / "m", frames=4, image_size=32)
+    pre = resolve_model(str(d)).preprocessing
+    assert (pre.image_size, pre.num_frames, pre.layout) == (32, 4, "BTCHW")
+    assert pre.mean == (0.485, 0.456, 0.406) and pre.std == (0.229, 0.224, 0.225)  # VideoMAE defaults
+    (d / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3})
+    )
+    pre = resolve_model(str(d)).preprocessing
+    assert pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.25, 0.25, 0.25)

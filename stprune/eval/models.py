@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,22 +127,27 @@ def preprocessing_from_config(
     )
 
 
+_PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
+
+
 def _read_processor_json(source: str) -> dict[str, Any]:
-    """``preprocessor_config.json`` of a local dir, or of a hub repo (cache / hub), else {}."""
-    local = Path(source) / "preprocessor_config.json"
-    if local.is_file():
-        return json.loads(local.read_text(encoding="utf-8"))
+    """The image / video processor config of a local dir or hub repo (fetched like the weights), else {}."""
+    for name in _PROCESSOR_FILES:
+        local = Path(source) / name
+        if local.is_file():
+            return json.loads(local.read_text(encoding="utf-8"))
     if Path(source).is_dir():
         return {}
-    try:  # hub id: the file sits next to the weights (downloaded only if the model was)
-        from transformers.utils import cached_file
+    for name in _PROCESSOR_FILES:
+        try:  # hub id: from the HF cache, or the hub when it is reachable
+            from transformers.utils import cached_file
 
-        path = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False)
-    except Exception:  # noqa: BLE001 - no processor file means defaults, never a failure
-        return {}
-    if path is None:
-        return {}
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+            path = cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+        except Exception:  # noqa: BLE001 - a missing processor file means defaults (warned below)
+            path = None
+        if path is not None:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+    return {}
 
 
 def _load_demo() -> ResolvedModel:
@@ -274,6 +280,12 @@ def resolve_model(
             "access pass a local directory saved with save_pretrained"
         ) from e
     processor = _read_processor_json(source)
+    if "image_mean" not in processor and model.config.model_type != "videomae":
+        warnings.warn(
+            f"--model {spec!r}: no image_mean/image_std in a processor config; normalising with the "
+            "ImageNet defaults, which may not be what this model was trained with",
+            stacklevel=2,
+        )
     pre = preprocessing_from_config(model.config, processor)
     kind = "hf_dir" if path.is_dir() else "hf_hub"
     ref = str(path.resolve()) if path.is_dir() else spec
