@@ -184,8 +184,10 @@ class SequencePruner:
         keys = self._keys.pop(stage.after_block, None)
         if keys is None:
             raise RuntimeError(
-                f"block {stage.after_block} produced no keys through its key projection; this model "
-                "version computes keys in a way the adapter does not support"
+                f"block {stage.after_block} produced no keys through its key projection: either this "
+                "model version computes keys in a way the adapter does not support, or a torch.compile "
+                "graph break inside the pruning method skipped the key hook (methods must trace "
+                "without graph breaks)"
             )
         p = self.layout.protected
         x, k = hidden[:, p:], keys[:, p:]
