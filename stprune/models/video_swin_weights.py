@@ -75,6 +75,7 @@ _NATIVE_BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(.+)$")
 _NATIVE_MERGE = re.compile(r"^stages\.(\d+)\.downsample\.(.+)$")
 
 _TV_MLP = {"mlp.0.": "mlp.fc1.", "mlp.3.": "mlp.fc2."}
+_INDEX_SUFFIX = ".attn.relative_position_index"
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,15 +212,21 @@ def _convert(state_dict: Mapping[str, Tensor], layout: str) -> tuple[dict[str, T
     return out, origin
 
 
-def convert_state_dict(state_dict: Mapping[str, Tensor], layout: str | None = None) -> dict[str, Tensor]:
+def convert_state_dict(
+    state_dict: Mapping[str, Tensor], layout: str | None = None, *, keep_index_buffers: bool = False
+) -> dict[str, Tensor]:
     """Rename a torchvision / official / native state dict to native key names.
 
     ``layout`` None detects it (:func:`detect_layout`). Keys that belong to no known part keep
-    their name, so a strict load reports them as unexpected. ``relative_position_index``
-    buffers are kept (renamed); :func:`load_video_swin` checks and drops them.
+    their name, so a strict ``load_state_dict`` reports them as unexpected. The external layouts'
+    ``relative_position_index`` buffers are dropped (ours are derived from the window size)
+    unless ``keep_index_buffers``; :func:`load_video_swin` keeps them to check them.
     """
     layout = detect_layout(state_dict) if layout is None else layout
-    return _convert(state_dict, layout)[0]
+    state = _convert(state_dict, layout)[0]
+    if not keep_index_buffers:
+        state = {k: v for k, v in state.items() if not k.endswith(_INDEX_SUFFIX)}
+    return state
 
 
 def external_key(key: str, layout: str) -> str:
@@ -386,12 +393,14 @@ def _listing(keys: list[str], limit: int = _MAX_LISTED) -> str:
     return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} in all)"
 
 
-def _check_index_buffers(state: dict[str, Tensor], model: VideoSwin, expected: str) -> dict[str, Tensor]:
+def _check_index_buffers(
+    state: dict[str, Tensor], origin: Mapping[str, str], model: VideoSwin, expected: str
+) -> dict[str, Tensor]:
     """Drop ``relative_position_index`` buffers after checking they are the ones we derive."""
     buffers = dict(model.named_buffers())
     out = {}
     for key, value in state.items():
-        if not key.endswith(".attn.relative_position_index"):
+        if not key.endswith(_INDEX_SUFFIX):
             out[key] = value
             continue
         ours = buffers.get(key)
@@ -399,8 +408,9 @@ def _check_index_buffers(state: dict[str, Tensor], model: VideoSwin, expected: s
             out[key] = value  # a block we do not have: reported as unexpected
         elif tuple(value.shape) != tuple(ours.shape) or not torch.equal(value.to(ours.dtype), ours):
             raise ValueError(
-                f"{key} in the checkpoint was built for another window size than {expected} uses "
-                f"(window {model.config.window_size}); pass window_size= matching the checkpoint"
+                f"{origin.get(key, key)} in the checkpoint was built for another window size than "
+                f"{expected} uses (window {model.config.window_size}); pass the checkpoint's window "
+                f"size (window_size= or config=)"
             )
     return out
 
@@ -411,23 +421,33 @@ def load_video_swin(
     num_classes: int | None = None,
     *,
     window_size: tuple[int, int, int] | None = None,
+    config: VideoSwinConfig | None = None,
 ) -> VideoSwin:
     """Build a :class:`VideoSwin` and load a torchvision or official Video Swin checkpoint into it.
 
     ``path_or_state_dict``: a ``.pth``/``.pt`` file (read with ``weights_only=True``), a
     ``.safetensors`` file, or a state dict (possibly wrapped in ``state_dict``/``model``).
     ``arch``: ``"t"``, ``"s"``, ``"b"`` or None to infer it. ``num_classes``: None to read it from
-    the head. ``window_size``: None to infer it from the bias tables.
+    the head. ``window_size``: None to infer it from the bias tables. ``config``: build exactly
+    this architecture instead (e.g. a custom size); then ``arch`` and ``window_size`` must be None.
     Returns the model in eval mode. Raises ValueError naming the expected architecture and
     listing missing / unexpected / mis-shaped keys when the checkpoint does not fit exactly.
     """
     raw = read_checkpoint(path_or_state_dict)
     layout = detect_layout(raw)
     state, origin = _convert(raw, layout)
-    arch, config = infer_config(state, arch=arch, num_classes=num_classes, window_size=window_size)
+    if config is not None:
+        if arch is not None or window_size is not None:
+            raise ValueError("pass either config= or arch=/window_size=, not both")
+        if num_classes is not None and num_classes != config.num_classes:
+            raise ValueError(f"num_classes={num_classes} contradicts config.num_classes={config.num_classes}")
+        sizes = f"embed_dim={config.embed_dim}, depths={config.depths}, heads={config.num_heads}"
+        expected = f"Swin ({sizes}), {config.num_classes} classes"
+    else:
+        arch, config = infer_config(state, arch=arch, num_classes=num_classes, window_size=window_size)
+        expected = f"{_describe(arch)}, {config.num_classes} classes"
     model = VideoSwin(config)
-    expected = f"{_describe(arch)}, {config.num_classes} classes"
-    state = _check_index_buffers(state, model, expected)
+    state = _check_index_buffers(state, origin, model, expected)
 
     own = model.state_dict()
     missing = [external_key(k, layout) for k in own if k not in state]
