@@ -32,6 +32,7 @@ Tensors are channels-last inside the network: a token grid is ``(B, T, H, W, C)`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -275,14 +276,20 @@ def relative_position_index(window: Sequence[int]) -> Tensor:
 
     Token ``i`` sits at (t, h, w) in raster order. For a pair (i, j) the offset
     ``(t_i - t_j, h_i - h_j, w_i - w_j)`` is shifted to be non-negative and flattened in (t, h, w)
-    order over a ``(2Wt-1, 2Wh-1, 2Ww-1)`` box. Returns a (N, N) int64 tensor, N = Wt*Wh*Ww.
+    order over a ``(2Wt-1, 2Wh-1, 2Ww-1)`` box. Returns a new (N, N) int64 CPU tensor,
+    N = Wt*Wh*Ww.
     """
-    wt, wh, ww = (int(v) for v in window)
-    grid = torch.stack(
-        torch.meshgrid(torch.arange(wt), torch.arange(wh), torch.arange(ww), indexing="ij"), dim=-1
-    ).reshape(-1, 3)  # (N, 3)
+    return _relative_position_index((int(window[0]), int(window[1]), int(window[2]))).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _relative_position_index(window: Triple) -> Tensor:
+    wt, wh, ww = window
+    cpu = torch.device("cpu")  # explicit: a torch.device("meta") context must not leak into the cache
+    axes = [torch.arange(n, device=cpu) for n in window]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)  # (N, 3)
     offset = grid[:, None, :] - grid[None, :, :]  # (N, N, 3)
-    offset = offset + torch.tensor([wt - 1, wh - 1, ww - 1])
+    offset = offset + torch.tensor([wt - 1, wh - 1, ww - 1], device=cpu)
     span_h, span_w = 2 * wh - 1, 2 * ww - 1
     return offset[..., 0] * (span_h * span_w) + offset[..., 1] * span_w + offset[..., 2]
 
@@ -472,9 +479,13 @@ class WindowAttention3d(nn.Module):
         self.proj_drop = nn.Dropout(dropout)
         table_rows = (2 * window_size[0] - 1) * (2 * window_size[1] - 1) * (2 * window_size[2] - 1)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(table_rows, num_heads))
-        self.register_buffer(
-            "relative_position_index", relative_position_index(window_size), persistent=False
-        )
+        index = relative_position_index(window_size).to(self.relative_position_bias_table.device)
+        self.register_buffer("relative_position_index", index, persistent=False)
+
+    def reset_buffers(self) -> None:
+        """Recompute the derived ``relative_position_index`` (e.g. after ``Module.to_empty``)."""
+        index = relative_position_index(self.window_size).to(self.relative_position_index.device)
+        self.relative_position_index.copy_(index)
 
     def relative_position_bias(self, window_tokens: int) -> Tensor:
         """Bias for a window of ``window_tokens`` tokens: (1, heads, N, N).
@@ -663,6 +674,11 @@ class VideoSwin(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, WindowAttention3d):
                 nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+
+    def reset_buffers(self) -> None:
+        """Recompute all derived (non-persistent) buffers, e.g. after ``Module.to_empty``."""
+        for block in self.blocks:
+            block.attn.reset_buffers()
 
     @property
     def blocks(self) -> list[VideoSwinBlock]:

@@ -446,7 +446,12 @@ def load_video_swin(
     else:
         arch, config = infer_config(state, arch=arch, num_classes=num_classes, window_size=window_size)
         expected = f"{_describe(arch)}, {config.num_classes} classes"
-    model = VideoSwin(config)
+    # Build without random init (meta tensors, then uninitialised CPU storage): every parameter
+    # is overwritten by the strict load below, and random init of Swin-B takes seconds.
+    with torch.device("meta"):
+        model = VideoSwin(config)
+    model = model.to_empty(device="cpu")
+    model.reset_buffers()
     state = _check_index_buffers(state, origin, model, expected)
 
     own = model.state_dict()
