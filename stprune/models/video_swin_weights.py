@@ -289,13 +289,13 @@ def _describe(arch: str) -> str:
     return f"Swin-{arch.upper()} ({sizes})"
 
 
-def _stage_depths(state: Mapping[str, Tensor]) -> list[int]:
-    depths: dict[int, int] = {}
+def _stage_blocks(state: Mapping[str, Tensor], stage: int) -> set[int]:
+    """Indices of the blocks of ``stage`` that have at least one tensor in ``state``."""
+    found = set()
     for key in state:
-        if m := _NATIVE_BLOCK.match(key):
-            stage, block = int(m.group(1)), int(m.group(2))
-            depths[stage] = max(depths.get(stage, 0), block + 1)
-    return [depths.get(i, 0) for i in range(max(depths) + 1)] if depths else []
+        if (m := _NATIVE_BLOCK.match(key)) and int(m.group(1)) == stage:
+            found.add(int(m.group(2)))
+    return found
 
 
 def _infer_window(table_rows: int) -> tuple[int, int, int] | None:
@@ -327,20 +327,25 @@ def infer_config(
             f"not a Video Swin checkpoint; first keys: {_listing(list(state_dict))}"
         )
     embed_dim = int(proj.shape[0])
-    depths = _stage_depths(state_dict)
     if arch is None:
-        candidates = [a for a, cfg in ARCH_CONFIGS.items() if cfg["embed_dim"] == embed_dim]
-        if len(candidates) > 1:
-            stage3 = depths[2] if len(depths) > 2 else 0
-            candidates = [a for a in candidates if ARCH_CONFIGS[a]["depths"][2] == stage3]
-        if len(candidates) != 1:
+        # the width separates B from T/S; stage 3's blocks separate T (6) from S (18). Pick the
+        # candidate whose stage-3 block indices differ least from the checkpoint's, so that a
+        # damaged checkpoint is still reported against the closest architecture.
+        blocks = _stage_blocks(state_dict, 2)
+        distance = {
+            a: len(blocks ^ set(range(cfg["depths"][2])))
+            for a, cfg in ARCH_CONFIGS.items()
+            if cfg["embed_dim"] == embed_dim
+        }
+        best = sorted(distance, key=distance.get)
+        if not best or (len(best) > 1 and distance[best[0]] == distance[best[1]]):
             known = "; ".join(_describe(a) for a in ARCH_CONFIGS)
             raise ValueError(
-                f"cannot infer the Video Swin architecture: the checkpoint has embed_dim={embed_dim} and "
-                f"stage depths {tuple(depths)}, which match none of {known}. Pass arch='t', 's' or 'b' "
-                f"to see which keys differ from one of them."
+                f"cannot infer the Video Swin architecture: the checkpoint has embed_dim={embed_dim} "
+                f"and {len(blocks)} blocks in stage 3, which fits none of {known} better than the "
+                f"others. Pass arch='t', 's' or 'b' to see which keys differ, or config= for another size."
             )
-        arch = candidates[0]
+        arch = best[0]
     else:
         arch = _arch_name(arch)
 
