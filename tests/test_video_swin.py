@@ -15,6 +15,7 @@ torchvision itself cannot run here, so equivalence with it is unverified on this
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -341,9 +342,7 @@ def test_dropout_and_drop_path_only_in_training():
         )
     assert noisy.stages[3].blocks[1].drop_path_rate == pytest.approx(0.5)
     assert noisy.stages[0].blocks[0].drop_path_rate == 0.0
-    model = VideoSwin(
-        VideoSwinConfig(**{**SMALL.__dict__, "drop_path_rate": 0.5, "dropout": 0.2, "attention_dropout": 0.2})
-    )
+    model = VideoSwin(dataclasses.replace(SMALL, drop_path_rate=0.5, dropout=0.2, attention_dropout=0.2))
     randomized(model, seed=9)
     clip = torch.randn(2, 3, 4, 24, 24, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():

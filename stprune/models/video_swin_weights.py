@@ -411,7 +411,7 @@ def _check_index_buffers(
         ours = buffers.get(key)
         if ours is None:
             out[key] = value  # a block we do not have: reported as unexpected
-        elif tuple(value.shape) != tuple(ours.shape) or not torch.equal(value.to(ours.dtype), ours):
+        elif tuple(value.shape) != tuple(ours.shape) or not torch.equal(value.to(ours), ours):
             raise ValueError(
                 f"{origin.get(key, key)} in the checkpoint was built for another window size than "
                 f"{expected} uses (window {model.config.window_size}); pass the checkpoint's window "
@@ -427,6 +427,7 @@ def load_video_swin(
     *,
     window_size: tuple[int, int, int] | None = None,
     config: VideoSwinConfig | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> VideoSwin:
     """Build a :class:`VideoSwin` and load a torchvision or official Video Swin checkpoint into it.
 
@@ -435,6 +436,7 @@ def load_video_swin(
     ``arch``: ``"t"``, ``"s"``, ``"b"`` or None to infer it. ``num_classes``: None to read it from
     the head. ``window_size``: None to infer it from the bias tables. ``config``: build exactly
     this architecture instead (e.g. a custom size); then ``arch`` and ``window_size`` must be None.
+    ``dtype``: floating dtype of the returned model's parameters (checkpoint values are cast).
     Returns the model in eval mode. Raises ValueError naming the expected architecture and
     listing missing / unexpected / mis-shaped keys when the checkpoint does not fit exactly.
     """
@@ -455,7 +457,9 @@ def load_video_swin(
     # is overwritten by the strict load below, and random init of Swin-B takes seconds.
     with torch.device("meta"):
         model = VideoSwin(config)
-    model = model.to_empty(device="cpu")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype}")
+    model = model.to_empty(device="cpu").to(dtype)
     model.reset_buffers()
     state = _check_index_buffers(state, origin, model, expected)
 
