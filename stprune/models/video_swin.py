@@ -483,9 +483,12 @@ class WindowAttention3d(nn.Module):
         self.register_buffer("relative_position_index", index, persistent=False)
 
     def reset_buffers(self) -> None:
-        """Recompute the derived ``relative_position_index`` (e.g. after ``Module.to_empty``)."""
-        index = relative_position_index(self.window_size).to(self.relative_position_index.device)
-        self.relative_position_index.copy_(index)
+        """Recompute the derived ``relative_position_index`` on the bias table's device.
+
+        Needed after ``Module.to_empty`` or after assigning parameters to a model built on meta.
+        """
+        device = self.relative_position_bias_table.device
+        self.relative_position_index = relative_position_index(self.window_size).to(device)
 
     def relative_position_bias(self, window_tokens: int) -> Tensor:
         """Bias for a window of ``window_tokens`` tokens: (1, heads, N, N).

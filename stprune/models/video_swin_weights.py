@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from stprune.models.video_swin import ARCH_CONFIGS, VideoSwin, VideoSwinConfig
+from stprune.models.video_swin import ARCH_CONFIGS, VideoSwin, VideoSwinConfig, relative_position_index
 
 __all__ = [
     "LAYOUTS",
@@ -402,16 +402,13 @@ def _check_index_buffers(
     state: dict[str, Tensor], origin: Mapping[str, str], model: VideoSwin, expected: str
 ) -> dict[str, Tensor]:
     """Drop ``relative_position_index`` buffers after checking they are the ones we derive."""
-    buffers = dict(model.named_buffers())
+    ours = relative_position_index(model.config.window_size)
+    blocks = {name for name, _ in model.named_buffers() if name.endswith(_INDEX_SUFFIX)}
     out = {}
     for key, value in state.items():
-        if not key.endswith(_INDEX_SUFFIX):
-            out[key] = value
-            continue
-        ours = buffers.get(key)
-        if ours is None:
-            out[key] = value  # a block we do not have: reported as unexpected
-        elif tuple(value.shape) != tuple(ours.shape) or not torch.equal(value.to(ours), ours):
+        if not key.endswith(_INDEX_SUFFIX) or key not in blocks:
+            out[key] = value  # index buffers of blocks we do not have are reported as unexpected
+        elif tuple(value.shape) != tuple(ours.shape) or not torch.equal(value.to("cpu", ours.dtype), ours):
             raise ValueError(
                 f"{origin.get(key, key)} in the checkpoint was built for another window size than "
                 f"{expected} uses (window {model.config.window_size}); pass the checkpoint's window "
@@ -437,6 +434,8 @@ def load_video_swin(
     the head. ``window_size``: None to infer it from the bias tables. ``config``: build exactly
     this architecture instead (e.g. a custom size); then ``arch`` and ``window_size`` must be None.
     ``dtype``: floating dtype of the returned model's parameters (checkpoint values are cast).
+    The model lives on the CPU. Its parameters adopt the checkpoint's CPU tensors of that dtype
+    without copying them, so they share memory with an in-memory state dict passed in.
     Returns the model in eval mode. Raises ValueError naming the expected architecture and
     listing missing / unexpected / mis-shaped keys when the checkpoint does not fit exactly.
     """
@@ -453,14 +452,12 @@ def load_video_swin(
     else:
         arch, config = infer_config(state, arch=arch, num_classes=num_classes, window_size=window_size)
         expected = f"{_describe(arch)}, {config.num_classes} classes"
-    # Build without random init (meta tensors, then uninitialised CPU storage): every parameter
-    # is overwritten by the strict load below, and random init of Swin-B takes seconds.
-    with torch.device("meta"):
-        model = VideoSwin(config)
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype}")
-    model = model.to_empty(device="cpu").to(dtype)
-    model.reset_buffers()
+    # Build on meta (no random init: it costs seconds for Swin-B and every value is replaced) and
+    # adopt the checkpoint's tensors below instead of copying them (half the peak memory).
+    with torch.device("meta"):
+        model = VideoSwin(config)
     state = _check_index_buffers(state, origin, model, expected)
 
     own = model.state_dict()
@@ -483,5 +480,7 @@ def load_video_swin(
             f"{layout} checkpoint does not fit Video {expected}, window {config.window_size}, "
             f"patch {config.patch_size}: " + "; ".join(parts)
         )
-    model.load_state_dict(state, strict=True)
+    state = {k: v.to("cpu", dtype) if v.is_floating_point() else v.to("cpu") for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    model.reset_buffers()  # the derived index buffers are still on meta
     return model.eval()
