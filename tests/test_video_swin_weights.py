@@ -169,6 +169,15 @@ def test_swin_t_inferred_from_either_layout_and_round_trips(swin_t_tv):
     assert back.keys() == tv.keys() and all(torch.equal(back[k], tv[k]) for k in tv)
 
 
+def test_dtype_is_kept_exactly():
+    tv = {k: v.double() if v.is_floating_point() else v for k, v in synthetic(SMALL, seed=11).items()}
+    model = load_video_swin(tv, config=SMALL, dtype=torch.float64)
+    assert model.head.weight.dtype == torch.float64 and torch.equal(model.head.weight, tv["head.weight"])
+    assert load_video_swin(tv, config=SMALL).head.weight.dtype == torch.float32
+    with pytest.raises(TypeError, match="floating point"):
+        load_video_swin(tv, config=SMALL, dtype=torch.int64)
+
+
 def test_converted_dicts_load_strictly_with_plain_load_state_dict():
     tv = synthetic(SMALL, seed=4)
     for layout_sd in (tv, to_official(tv)):
