@@ -7,8 +7,22 @@ from torch import nn
 from stprune.models.base import EncoderLayout, SequenceAdapter, class_names
 from stprune.models.hf_videomae import HFVideoMAEAdapter
 from stprune.models.hf_vivit import HFVivitAdapter
+from stprune.models.video_swin import VideoSwin, VideoSwinConfig, video_swin_b, video_swin_s, video_swin_t
+from stprune.models.video_swin_weights import load_video_swin
 
-__all__ = ["EncoderLayout", "SequenceAdapter", "ADAPTERS", "get_adapter", "supported_models"]
+__all__ = [
+    "EncoderLayout",
+    "SequenceAdapter",
+    "ADAPTERS",
+    "get_adapter",
+    "supported_models",
+    "VideoSwin",
+    "VideoSwinConfig",
+    "video_swin_t",
+    "video_swin_s",
+    "video_swin_b",
+    "load_video_swin",
+]
 
 #: every adapter, tried in order
 ADAPTERS: list[type[SequenceAdapter]] = [HFVideoMAEAdapter, HFVivitAdapter]
