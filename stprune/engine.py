@@ -26,6 +26,9 @@ from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, plan_tok
 from stprune.methods.base import Method
 from stprune.models.base import SequenceAdapter
 
+#: torch.profiler label of the pruning work (scoring + selection + gather) at every stage
+PROFILE_LABEL = "stprune.reduce"
+
 __all__ = ["StageTrace", "Trace", "Pruner", "SequencePruner", "estimate_macs", "build_sequence_pruner"]
 
 
@@ -214,7 +217,8 @@ class SequencePruner:
                 f"stage {index} (after block {stage.after_block}) received {n_in} prunable tokens; "
                 f"the schedule planned {expected}"
             )
-        reduced, kept = self.method.reduce(x, k, stage, self._ctx)
+        with torch.profiler.record_function(PROFILE_LABEL):
+            reduced, kept = self.method.reduce(x, k, stage, self._ctx)
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
         self._record(index, stage, n_in, reduced.shape[1], kept)
         if self.method.tracks_size:
