@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from stprune.core.flops import choose_r_for_target
-from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, plan_tokens, with_r
-from stprune.engine import SequencePruner, Trace, estimate_macs
+from stprune.core.schedule import Stage, TokenPlan
+from stprune.engine import Pruner, Trace
 from stprune.methods import Method, get_method
 from stprune.models import get_adapter
 
@@ -75,52 +74,10 @@ def patch(
             "call stprune.unpatch(model) first"
         )
     adapter = get_adapter(model)
-    meth = get_method(method)
-    if r is not None and flops_target is not None:
-        raise ValueError(
-            f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
-        )
-    lay = adapter.layout()
-    stages = normalize_schedule(
-        meth.default_schedule if schedule is None else schedule, lay.depth, lay.num_slots, r
-    )
-    if flops_target is not None:
-        if any(s.r is not None for s in stages):
-            raise ValueError("flops_target chooses r itself; leave r out of the schedule's stages")
-        r_best = choose_flops_target_r(adapter, meth, stages, flops_target)
-        stages = with_r(stages, r_best)
-    elif any(s.r is None for s in stages):
-        raise ValueError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
-    pruner = SequencePruner(adapter, meth, stages)
+    pruner = adapter.create_pruner(get_method(method), schedule, r, flops_target)
     pruner.install()
     setattr(model, _ATTR, pruner)
     return model
-
-
-def choose_flops_target_r(adapter: object, method: Method, stages: Sequence[Stage], target: float) -> int:
-    """The uniform r whose estimated FLOPs ratio is the largest one not above ``target``."""
-    lay = adapter.layout()
-    base = adapter.macs([lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth)
-
-    def valid(r: int) -> bool:
-        try:
-            plan_tokens(
-                with_r(stages, r), lay.depth, lay.num_slots, lay.tokens_per_slot, lay.protected, method.max_r
-            )
-        except ValueError:
-            return False
-        return True
-
-    # validity is monotone in r (every stage's limit shrinks as r grows): bisect the largest valid r
-    lo, hi = 0, lay.num_slots * lay.tokens_per_slot // stages[0].groups
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if valid(mid) else (lo, mid - 1)
-    candidates = range(lo + 1)
-    r, _ = choose_r_for_target(
-        lambda r: estimate_macs(adapter, method, with_r(stages, r))[0] / base, candidates, target
-    )
-    return r
 
 
 def unpatch(model: nn.Module) -> nn.Module:
@@ -138,7 +95,7 @@ def is_patched(model: nn.Module) -> bool:
     return getattr(model, _ATTR, None) is not None
 
 
-def _pruner(model: nn.Module) -> SequencePruner:
+def _pruner(model: nn.Module) -> Pruner:
     pruner = getattr(model, _ATTR, None)
     if pruner is None:
         raise ValueError(f"{type(model).__name__} is not patched by stprune")

@@ -16,16 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from stprune.core.schedule import Stage, TokenPlan, plan_tokens
+from stprune.core.flops import choose_r_for_target
+from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, plan_tokens, with_r
 from stprune.methods.base import Method
 from stprune.models.base import SequenceAdapter
 
-__all__ = ["StageTrace", "Trace", "SequencePruner", "estimate_macs"]
+#: torch.profiler label of the pruning work (scoring + selection + gather) at every stage
+PROFILE_LABEL = "stprune.reduce"
+
+__all__ = ["StageTrace", "Trace", "Pruner", "SequencePruner", "estimate_macs", "build_sequence_pruner"]
 
 
 @dataclass
@@ -71,6 +75,21 @@ class Trace:
                 length = nxt.tokens_out
                 nxt = next(it, None)
         return out
+
+
+class Pruner(Protocol):
+    """What ``stprune.patch`` installs; every adapter family provides one."""
+
+    method: Method
+    stages: list[Stage]
+    plan: TokenPlan
+    macs: int
+    macs_unpruned: int
+    trace: Trace | None
+
+    def install(self) -> None: ...
+
+    def remove(self) -> None: ...
 
 
 def estimate_macs(adapter: SequenceAdapter, method: Method, stages: Sequence[Stage]) -> tuple[int, TokenPlan]:
@@ -184,8 +203,10 @@ class SequencePruner:
         keys = self._keys.pop(stage.after_block, None)
         if keys is None:
             raise RuntimeError(
-                f"block {stage.after_block} produced no keys through its key projection; this model "
-                "version computes keys in a way the adapter does not support"
+                f"block {stage.after_block} produced no keys through its key projection: either this "
+                "model version computes keys in a way the adapter does not support, or a torch.compile "
+                "graph break inside the pruning method skipped the key hook (methods must trace "
+                "without graph breaks)"
             )
         p = self.layout.protected
         x, k = hidden[:, p:], keys[:, p:]
@@ -196,7 +217,8 @@ class SequencePruner:
                 f"stage {index} (after block {stage.after_block}) received {n_in} prunable tokens; "
                 f"the schedule planned {expected}"
             )
-        reduced, kept = self.method.reduce(x, k, stage, self._ctx)
+        with torch.profiler.record_function(PROFILE_LABEL):
+            reduced, kept = self.method.reduce(x, k, stage, self._ctx)
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
         self._record(index, stage, n_in, reduced.shape[1], kept)
         if self.method.tracks_size:
@@ -233,3 +255,56 @@ class SequencePruner:
         if self.trace is not None:
             pos = None if self._merged else self._positions
             self.trace.stages.append(StageTrace(index, stage, n_in, n_out, kept, pos))
+
+
+def build_sequence_pruner(
+    adapter: SequenceAdapter,
+    method: Method,
+    schedule: Any,
+    r: int | Sequence[int] | None,
+    flops_target: float | None,
+) -> SequencePruner:
+    """Resolve schedule, r and flops_target for a ViT-family model and build its pruner.
+
+    Raises ValueError/TypeError for every bad combination before anything is installed.
+    """
+    if r is not None and flops_target is not None:
+        raise ValueError(
+            f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
+        )
+    lay = adapter.layout()
+    stages = normalize_schedule(
+        method.default_schedule if schedule is None else schedule, lay.depth, lay.num_slots, r
+    )
+    if flops_target is not None:
+        if any(s.r is not None for s in stages):
+            raise ValueError("flops_target chooses r itself; leave r out of the schedule's stages")
+        stages = with_r(stages, choose_uniform_r(adapter, method, stages, flops_target))
+    elif any(s.r is None for s in stages):
+        raise ValueError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
+    return SequencePruner(adapter, method, stages)
+
+
+def choose_uniform_r(adapter: SequenceAdapter, method: Method, stages: Sequence[Stage], target: float) -> int:
+    """The r (same at every stage) whose estimated FLOPs ratio is the largest one not above ``target``."""
+    lay = adapter.layout()
+    base = adapter.macs([lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth)
+
+    def valid(r: int) -> bool:
+        try:
+            plan_tokens(
+                with_r(stages, r), lay.depth, lay.num_slots, lay.tokens_per_slot, lay.protected, method.max_r
+            )
+        except ValueError:
+            return False
+        return True
+
+    # validity is monotone in r (every stage's limit shrinks as r grows): bisect the largest valid r
+    lo, hi = 0, lay.num_slots * lay.tokens_per_slot // stages[0].groups
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if valid(mid) else (lo, mid - 1)
+    r, _ = choose_r_for_target(
+        lambda r: estimate_macs(adapter, method, with_r(stages, r))[0] / base, range(lo + 1), target
+    )
+    return r

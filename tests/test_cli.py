@@ -111,3 +111,34 @@ def test_cpu_benchmark_script_quick_mode(tmp_path):
     res = json.loads(out.read_text())["results"]
     assert [r["setting"] for r in res] == ["unpruned", "r=64", "flops_target=0.7"]
     assert res[2]["ratio"] <= 0.7
+
+
+def test_gpu_benchmark_script_plumbing_on_cpu(tmp_path):
+    """The GPU benchmark's code paths (settings at matched FLOPs, profiler share, compile with
+    graph-break count) run end to end on a tiny model on CPU."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_bench.py",
+            "--quick",
+            "--device",
+            "cpu",
+            "--profile",
+            "--compile",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "gpu_quick.json").read_text())["models"]["tiny"]
+    methods = [r["method"] for r in rep["rows"]]
+    assert methods == ["none", "sta", "sta", "tome", "tome", "random", "random"]
+    sta_ratio = {r["setting"]: r["ratio"] for r in rep["rows"] if r["method"] == "sta"}
+    for r in rep["rows"][3:]:
+        assert r["ratio"] <= max(sta_ratio.values()) + 1e-3  # baselines at matched (not higher) FLOPs
+    assert rep["compile"]["graph_breaks"] == 0
+    assert 0 < rep["sta_share"]["host_share"] < 1

@@ -133,3 +133,31 @@ def test_every_method_reaches_a_flops_target(method):
     ratio = count_macs(model, inputs) / base
     assert 0.7 < ratio <= 0.75
     assert abs(ratio - stprune.patch_info(model).flops_ratio) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["sta", "tome", "random"])
+def test_pruning_path_compiles_without_graph_breaks(method):
+    """fullgraph=True fails on host syncs (.item(), .tolist()) and Python branching on tensor
+    values anywhere in the patched forward, hooks included."""
+    torch._dynamo.reset()
+    model = tiny_videomae()
+    stprune.patch(model, method=method, r=4)
+    x = clip()
+    with torch.no_grad():
+        eager = model(pixel_values=x).logits
+        compiled = torch.compile(model, backend="eager", fullgraph=True)(pixel_values=x).logits
+    assert torch.allclose(compiled, eager, atol=1e-6)
+    torch._dynamo.reset()
+
+
+def test_hash_uniform_is_uniform_and_keyed():
+    from stprune.core.hashrand import hash_uniform
+
+    u = hash_uniform((8, 4000), seed=0, stream=0, device="cpu")
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert abs(u.mean().item() - 0.5) < 0.01 and abs(u.var().item() - 1 / 12) < 0.005
+    counts = torch.histc(u, bins=10, min=0, max=1)
+    assert (counts - 3200).abs().max() < 300
+    assert torch.equal(u, hash_uniform((8, 4000), seed=0, stream=0, device="cpu"))
+    assert not torch.equal(u, hash_uniform((8, 4000), seed=1, stream=0, device="cpu"))
+    assert not torch.equal(u, hash_uniform((8, 4000), seed=0, stream=1, device="cpu"))

@@ -131,8 +131,7 @@ def measure_flops_rows(model: nn.Module, settings: Sequence[Setting], use_meta: 
                 tokens = stprune.last_trace(target).tokens_per_block
                 rs = [st.r for st in stprune.patch_info(target).stages]
             else:
-                lay = adapter.layout()
-                tokens, rs = [lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth, []
+                tokens, rs = adapter.unpruned_tokens_per_block(), []
         finally:
             if stprune.is_patched(target):
                 stprune.unpatch(target)

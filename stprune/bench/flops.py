@@ -54,8 +54,7 @@ def compare_flops(
     import stprune
     from stprune.models import get_adapter
 
-    lay = get_adapter(model).layout()
-    base_tokens = [lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth
+    base_tokens = get_adapter(model).unpruned_tokens_per_block()
     before = count_macs(model, inputs)
     stprune.patch(model, **patch_kwargs)
     try:

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from stprune.core.hashrand import hash_uniform
 from stprune.core.schedule import Stage
 from stprune.methods.base import IndexPruningMethod
 
@@ -16,8 +17,9 @@ class RandomPruning(IndexPruningMethod):
     """Drop r uniformly random tokens from every group; kept tokens stay in their order.
 
     Args:
-        seed: every forward draws from a generator re-seeded with ``seed``, so a forward's
-            selection does not depend on what ran before.
+        seed: the draw is a fixed function of (seed, stage, sample position in the batch,
+            token position), so every forward with the same batch layout prunes alike, there
+            is no RNG state, and ``torch.compile`` traces it without graph breaks.
     """
 
     name: ClassVar[str] = "random"
@@ -25,23 +27,13 @@ class RandomPruning(IndexPruningMethod):
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
 
-    def start_forward(self, ctx: dict[str, Any]) -> None:
-        ctx["random_generators"] = {}
-
     def keep_indices(
         self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
     ) -> torch.Tensor:
         b, length, _ = x.shape
         g = stage.groups
         n = length // g
-        if x.device.type == "meta":  # shape-only run (FLOP counting): no random numbers needed
-            noise = torch.empty(b, g, n, device=x.device)
-        else:
-            gens = ctx.setdefault("random_generators", {})
-            gen = gens.get(x.device)
-            if gen is None:
-                gen = gens[x.device] = torch.Generator(device=x.device).manual_seed(self.seed)
-            noise = torch.rand(b, g, n, generator=gen, device=x.device)
+        noise = hash_uniform((b, g, n), self.seed, stage.after_block, x.device)
         keep = noise.topk(n - stage.r, dim=-1).indices.sort(dim=-1).values  # (B, G, n - r)
         offsets = torch.arange(g, device=x.device).view(1, g, 1) * n
         return (keep + offsets).reshape(b, -1)

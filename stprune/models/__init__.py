@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from torch import nn
 
-from stprune.models.base import EncoderLayout, SequenceAdapter, class_names
+from stprune.models.base import Adapter, EncoderLayout, SequenceAdapter, class_names
 from stprune.models.hf_videomae import HFVideoMAEAdapter
 from stprune.models.hf_vivit import HFVivitAdapter
+from stprune.models.video_swin import VideoSwin, VideoSwinConfig, video_swin_b, video_swin_s, video_swin_t
+from stprune.models.video_swin_weights import load_video_swin
 
-__all__ = ["EncoderLayout", "SequenceAdapter", "ADAPTERS", "get_adapter", "supported_models"]
+__all__ = [
+    "Adapter",
+    "EncoderLayout",
+    "SequenceAdapter",
+    "ADAPTERS",
+    "get_adapter",
+    "supported_models",
+    "VideoSwin",
+    "VideoSwinConfig",
+    "video_swin_t",
+    "video_swin_s",
+    "video_swin_b",
+    "load_video_swin",
+]
 
 #: every adapter, tried in order
-ADAPTERS: list[type[SequenceAdapter]] = [HFVideoMAEAdapter, HFVivitAdapter]
+ADAPTERS: list[type[Adapter]] = [HFVideoMAEAdapter, HFVivitAdapter]
 
 _WHY_NOT = {
     "TimesformerForVideoClassification": "divided space-time attention needs every frame to keep the same "
@@ -28,7 +43,7 @@ def supported_models() -> list[str]:
     return [name for a in ADAPTERS for name in a.model_classes]
 
 
-def get_adapter(model: nn.Module) -> SequenceAdapter:
+def get_adapter(model: nn.Module) -> Adapter:
     """The adapter for ``model``.
 
     Raises:

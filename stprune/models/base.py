@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-__all__ = ["EncoderLayout", "SequenceAdapter", "class_names"]
+__all__ = ["Adapter", "EncoderLayout", "SequenceAdapter", "class_names"]
 
 
 def class_names(model: nn.Module) -> list[str]:
@@ -49,8 +49,8 @@ class EncoderLayout:
         return len(self.layers)
 
 
-class SequenceAdapter(ABC):
-    """Adapter for encoders that process a flat token sequence: the engine prunes between blocks."""
+class Adapter(ABC):
+    """Knows one model family: how to build its pruner and a valid example input."""
 
     #: class names (or base-class names) this adapter handles
     model_classes: ClassVar[tuple[str, ...]]
@@ -61,6 +61,34 @@ class SequenceAdapter(ABC):
     @classmethod
     def supports(cls, model: nn.Module) -> bool:
         return any(name in cls.model_classes for name in class_names(model))
+
+    @abstractmethod
+    def create_pruner(self, method: Any, schedule: Any, r: Any, flops_target: float | None) -> Any:
+        """Validate the settings and return an uninstalled pruner (see ``stprune.engine.Pruner``)."""
+
+    @abstractmethod
+    def example_inputs(
+        self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict:
+        """Keyword arguments of a random input the model accepts (for FLOPs and speed)."""
+
+    @abstractmethod
+    def unpruned_tokens_per_block(self) -> list[int]:
+        """Tokens each block processes without pruning."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: model class and token geometry."""
+
+
+class SequenceAdapter(Adapter):
+    """Adapter for encoders that process a flat token sequence: the engine prunes between blocks."""
+
+    def create_pruner(self, method: Any, schedule: Any, r: Any, flops_target: float | None) -> Any:
+        """Resolve the schedule (r or flops_target) and build the hook-based sequence pruner."""
+        from stprune.engine import build_sequence_pruner
+
+        return build_sequence_pruner(self, method, schedule, r, flops_target)
 
     @abstractmethod
     def layout(self) -> EncoderLayout:
@@ -82,11 +110,9 @@ class SequenceAdapter(ABC):
     def macs(self, tokens_per_block: Sequence[int]) -> int:
         """Analytic matrix-product MACs of one sample's forward with these tokens per block."""
 
-    @abstractmethod
-    def example_inputs(
-        self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
-    ) -> dict:
-        """Keyword arguments of a random input the model accepts (for FLOPs and speed)."""
+    def unpruned_tokens_per_block(self) -> list[int]:
+        lay = self.layout()
+        return [lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth
 
     def check_inputs(self, args: tuple, kwargs: dict) -> None:
         """Raise ValueError if a forward input does not fit the configured geometry.
