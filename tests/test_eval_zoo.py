@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stprune.eval.models import resolve_model
+from stprune.models.loading import resolve_model
 from stprune.models.videomae_zoo import (
     convert_zoo_state_dict,
     load_videomae_zoo,

@@ -33,9 +33,9 @@ from stprune.eval import results as res
 from stprune.eval.dataset import VideoItem, VideoViewsDataset, worker_init
 from stprune.eval.distributed import DistContext, init_distributed, shard
 from stprune.eval.lists import VideoEntry, read_video_list
-from stprune.eval.models import ResolvedModel, resolve_model
 from stprune.eval.sampling import PROTOCOLS, ViewSpec, default_views, parse_views
 from stprune.eval.transforms import normalize
+from stprune.models.loading import ResolvedModel, resolve_model
 
 __all__ = ["PRECISIONS", "run_eval", "prune_model"]
 

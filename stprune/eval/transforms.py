@@ -17,12 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from stprune.eval.sampling import crop_boxes, resized_hw
+from stprune.models.loading import IMAGENET_MEAN, IMAGENET_STD  # the VideoMAE processor's defaults
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_short_side", "make_views", "normalize"]
-
-# The VideoMAE image processor's defaults (timm's IMAGENET_DEFAULT_MEAN / STD).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def resize_short_side(clip: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:

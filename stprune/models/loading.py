@@ -1,65 +1,346 @@
-"""Resolve a ``--model`` argument into a model: preset, demo, local directory, checkpoint file
-or Hugging Face hub id."""
+"""Turn a ``--model`` argument into a model plus the preprocessing it expects.
+
+One function, :func:`resolve_model`, understands every spelling (every CLI command uses it):
+
+* a preset (``videomae-s/b/l/h``, ``vivit-b``, ...): a standard-size model with random weights,
+  built offline from its config (:mod:`stprune.models.presets`).
+* ``demo``: the bundled demo model, via ``stprune.demo.load_demo_model`` (integration point).
+* a checkpoint *file* (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``): a VideoMAE model-zoo ViT
+  (converted to HF, :mod:`stprune.models.videomae_zoo`) or a Video Swin checkpoint (via
+  ``stprune.models.load_video_swin``, integration point), told apart by their keys.
+* a *directory* saved with ``save_pretrained`` (``config.json``), or a Hugging Face hub id:
+  ``AutoModelForVideoClassification.from_pretrained``. Mean / std come from
+  ``preprocessor_config.json`` (``image_mean`` / ``image_std``) when there is one.
+
+Input size and frame count come from the model config (``image_size``, ``num_frames``); mean /
+std default to the ImageNet values the VideoMAE image processor uses.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from stprune.models.presets import PRESETS, build_preset, preset_names
 
-__all__ = ["load_model", "MODEL_HELP"]
+# ImageNet statistics, as the VideoMAE image processor uses them
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+__all__ = [
+    "Preprocessing",
+    "ResolvedModel",
+    "resolve_model",
+    "load_model",
+    "MODEL_HELP",
+    "CHECKPOINT_SUFFIXES",
+]
 
 MODEL_HELP = (
     f"preset ({', '.join(preset_names())}; random weights, offline), 'demo' (the bundled trained model), "
-    "a local Hugging Face model directory, a checkpoint file, or a hub id"
+    "a local Hugging Face model directory, a checkpoint file (VideoMAE zoo .pth, Video Swin), or a hub id"
 )
+
+CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+_LAYOUTS = ("BTCHW", "BCTHW")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model's input must look like.
+
+    ``image_size``: square crop side (short side is resized to it too); ``num_frames``: frames per
+    clip; ``mean`` / ``std``: per-channel normalisation of [0, 1] RGB; ``layout``: axis order of the
+    batch the model takes, ``"BTCHW"`` (HF VideoMAE / ViViT) or ``"BCTHW"`` (Video Swin, 3D CNNs).
+    """
+
+    image_size: int
+    num_frames: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    layout: str = "BTCHW"
+
+    def __post_init__(self) -> None:
+        if self.layout not in _LAYOUTS:
+            raise ValueError(f"layout {self.layout!r} must be one of {_LAYOUTS}")
+        if self.image_size < 1 or self.num_frames < 1:
+            raise ValueError(f"image_size={self.image_size} and num_frames={self.num_frames} must be >= 1")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"mean {self.mean} / std {self.std} must have 3 entries, std > 0")
+
+
+@dataclass
+class ResolvedModel:
+    """A model ready for evaluation: ``logits(views)`` takes normalised (B, T, 3, H, W) views."""
+
+    model: nn.Module
+    preprocessing: Preprocessing
+    description: str
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def logits(self, views: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) float views -> (B, num_classes) logits."""
+        x = views if self.preprocessing.layout == "BTCHW" else views.transpose(1, 2)
+        if self.preprocessing.layout == "BTCHW" and hasattr(self.model, "config"):
+            out = self.model(pixel_values=x)
+        else:
+            out = self.model(x)
+        if hasattr(out, "logits"):
+            out = out.logits
+        elif isinstance(out, tuple | list):
+            out = out[0]
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != views.shape[0]:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"model output {shape} is not (batch={views.shape[0]}, classes) logits")
+        return out
+
+
+def _norm_stats(values: Any, default: tuple[float, float, float], name: str) -> tuple[float, float, float]:
+    if values is None:
+        return default
+    if isinstance(values, int | float):
+        values = [values] * 3
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} {values} must have 3 entries (RGB)")
+    return values  # type: ignore[return-value]
+
+
+def _int_size(value: Any) -> int:
+    if isinstance(value, Mapping):
+        value = value.get("height", value.get("shortest_edge"))
+    if isinstance(value, list | tuple):
+        value = value[0]
+    return int(value)
+
+
+def preprocessing_from_config(
+    config: Any, processor: Mapping[str, Any] | None = None, layout: str = "BTCHW"
+) -> Preprocessing:
+    """Preprocessing from an HF-style config (``image_size``, ``num_frames``) and processor dict."""
+    processor = dict(processor or {})
+    size = getattr(config, "image_size", None)
+    if size is None and "crop_size" in processor:
+        size = processor["crop_size"]
+    frames = getattr(config, "num_frames", None)
+    if size is None or frames is None:
+        raise ValueError(
+            "cannot tell the model's input size / frame count: its config lacks image_size or num_frames"
+        )
+    return Preprocessing(
+        image_size=_int_size(size),
+        num_frames=int(frames),
+        mean=_norm_stats(processor.get("image_mean"), IMAGENET_MEAN, "image_mean"),
+        std=_norm_stats(processor.get("image_std"), IMAGENET_STD, "image_std"),
+        layout=layout,
+    )
+
+
+_PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
+
+
+def _read_processor_json(source: str) -> dict[str, Any]:
+    """The image / video processor config of a local dir or hub repo (fetched like the weights), else {}."""
+    for name in _PROCESSOR_FILES:
+        local = Path(source) / name
+        if local.is_file():
+            return json.loads(local.read_text(encoding="utf-8"))
+    if Path(source).is_dir():
+        return {}
+    for name in _PROCESSOR_FILES:
+        try:  # hub id: from the HF cache, or the hub when it is reachable
+            from transformers.utils import cached_file
+
+            path = cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+        except Exception:  # noqa: BLE001 - a missing processor file means defaults (warned below)
+            path = None
+        if path is not None:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+    return {}
+
+
+def _load_demo() -> ResolvedModel:
+    # --- integration point: stprune.demo (the demo helper's package) -----------------------------
+    # Expected: load_demo_model() -> HF VideoMAEForVideoClassification (config has image_size and
+    # num_frames); load_demo_info() -> object with .mean / .std (the demo's own normalisation).
+    try:
+        from stprune.demo import load_demo_info, load_demo_model
+    except ImportError as e:
+        raise NotImplementedError(
+            "--model demo needs stprune.demo.load_demo_model and load_demo_info (model and its "
+            f"normalisation), which this build does not have yet ({e})"
+        ) from e
+    model = load_demo_model()
+    info = load_demo_info()
+    processor = {"image_mean": tuple(info.mean), "image_std": tuple(info.std)}
+    pre = preprocessing_from_config(model.config, processor)
+    return ResolvedModel(model.eval(), pre, "demo", {"kind": "demo", "path": "demo"})
+
+
+# Video Swin's K400 test input (Liu et al.): 32 frames of 224 px, ImageNet mean / std, (B, C, T, H, W).
+_SWIN_DEFAULT = {"image_size": 224, "num_frames": 32, "layout": "BCTHW"}
+
+
+def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None = None) -> ResolvedModel:
+    # --- integration point: stprune.models.load_video_swin (being written by the Swin helper) -----
+    # Expected: load_video_swin(path) -> nn.Module taking (B, C, T, H, W); optional attribute
+    # ``stprune_meta`` (dict with image_size / num_frames / image_mean / image_std / layout).
+    try:
+        from stprune.models import load_video_swin  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise NotImplementedError(
+            f"{str(path)!r} looks like a Video Swin checkpoint, but stprune.models.load_video_swin "
+            "does not exist in this build yet"
+        ) from e
+    model = load_video_swin(path)
+    meta = {**_SWIN_DEFAULT, **dict(getattr(model, "stprune_meta", None) or {})}
+    if num_frames is not None:
+        meta["num_frames"] = num_frames
+    if image_size is not None:
+        meta["image_size"] = image_size
+    pre = Preprocessing(
+        image_size=int(meta["image_size"]),
+        num_frames=int(meta["num_frames"]),
+        mean=_norm_stats(meta.get("image_mean"), IMAGENET_MEAN, "image_mean"),
+        std=_norm_stats(meta.get("image_std"), IMAGENET_STD, "image_std"),
+        layout=str(meta["layout"]),
+    )
+    return ResolvedModel(
+        model.eval(), pre, f"video-swin:{path.name}", {"kind": "video_swin", "path": str(path)}
+    )
+
+
+def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path)), {}
+    from stprune.models.videomae_zoo import load_zoo_checkpoint
+
+    return load_zoo_checkpoint(path)
+
+
+def resolve_model(
+    spec: str,
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+) -> ResolvedModel:
+    """Load the model named by ``spec`` (see module doc) in eval mode on CPU, with its preprocessing.
+
+    ``num_heads`` / ``num_frames`` / ``image_size`` are for checkpoint files whose weights do not
+    say them: VideoMAE zoo ``.pth`` (all three) and Video Swin (frames, size); giving them for
+    another kind of model is an error.
+    """
+    zoo_overrides = {"num_heads": num_heads, "num_frames": num_frames, "image_size": image_size}
+    given = [k for k, v in zoo_overrides.items() if v is not None]
+    path = Path(os.path.expanduser(spec))
+
+    if spec in PRESETS and not path.exists():
+        if given:
+            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to preset {spec!r}")
+        model = build_preset(spec)
+        layout = "BCTHW" if not hasattr(model, "config") else "BTCHW"
+        pre = _preset_preprocessing(model, layout)
+        return ResolvedModel(model, pre, f"preset:{spec}", {"kind": "preset", "path": spec})
+
+    if spec == "demo" and not path.exists():
+        if given:
+            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to the demo model")
+        return _load_demo()
+
+    if path.is_file():
+        if path.suffix not in CHECKPOINT_SUFFIXES:
+            raise ValueError(
+                f"--model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
+            )
+        sd, saved_args = _load_checkpoint(path)
+        from stprune.models.videomae_zoo import is_zoo_state_dict, videomae_from_zoo_state_dict
+
+        if is_zoo_state_dict(sd):
+            model = videomae_from_zoo_state_dict(sd, num_heads, num_frames, image_size, saved_args)
+            pre = preprocessing_from_config(model.config, {})
+            return ResolvedModel(
+                model, pre, f"videomae-zoo:{path.name}", {"kind": "videomae_zoo", "path": str(path.resolve())}
+            )
+        keys = list(sd)
+        del sd
+        if any("relative_position_bias_table" in k for k in keys):
+            if num_heads is not None:
+                raise ValueError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
+            return _load_swin(path, num_frames, image_size)
+        if given:
+            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+        raise ValueError(
+            f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
+            "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "
+            f"(relative_position_bias_table); first keys: {keys[:5]}"
+        )
+
+    if given:
+        raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
+    if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
+        raise ValueError(
+            f"--model {spec!r}: no such file or directory, and not a preset or a hub id (owner/name); "
+            f"use {MODEL_HELP}"
+        )
+    from transformers import AutoModelForVideoClassification
+
+    source = str(path) if path.is_dir() else spec
+    try:
+        model = AutoModelForVideoClassification.from_pretrained(source)
+    except OSError as e:
+        raise ValueError(
+            f"--model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
+            "access pass a local directory saved with save_pretrained"
+        ) from e
+    processor = _read_processor_json(source)
+    if "image_mean" not in processor and model.config.model_type != "videomae":
+        warnings.warn(
+            f"--model {spec!r}: no image_mean/image_std in a processor config; normalising with the "
+            "ImageNet defaults, which may not be what this model was trained with",
+            stacklevel=2,
+        )
+    pre = preprocessing_from_config(model.config, processor)
+    kind = "hf_dir" if path.is_dir() else "hf_hub"
+    ref = str(path.resolve()) if path.is_dir() else spec
+    return ResolvedModel(model.eval(), pre, f"{model.config.model_type}:{ref}", {"kind": kind, "path": ref})
+
+
+def _preset_preprocessing(model: nn.Module, layout: str) -> Preprocessing:
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "image_size"):
+        return preprocessing_from_config(config, {}, layout)
+    return Preprocessing(image_size=224, num_frames=16, layout=layout)
 
 
 def load_model(spec: str, weights: bool = True) -> nn.Module:
-    """The model named by ``spec``, in eval mode.
+    """The model named by ``spec`` (any spelling :func:`resolve_model` accepts), in eval mode.
 
     Args:
-        spec: a preset name, ``"demo"``, a directory saved with ``save_pretrained``, a
-            checkpoint file (.pth/.pt/.safetensors), or a hub id (needs network or the HF cache).
+        spec: preset, ``"demo"``, checkpoint file, model directory or hub id.
         weights: False builds presets and local HF directories on the meta device from their
-            config alone (for exact FLOP counts without memory or compute); other sources load
+            config alone (exact FLOP counts without memory or compute); other sources load
             normally.
     """
-    if spec in PRESETS:
-        if not weights:
-            with torch.device("meta"):
-                return build_preset(spec)
-        return build_preset(spec)
-    if spec == "demo":
-        from stprune.demo import load_demo_model
-
-        return load_demo_model()
-    path = Path(spec)
-    if path.is_dir():
+    path = Path(os.path.expanduser(spec))
+    if not weights and spec in PRESETS and not path.exists():
+        with torch.device("meta"):
+            return build_preset(spec)
+    if not weights and path.is_dir() and (path / "config.json").is_file():
         from transformers import AutoConfig, AutoModelForVideoClassification
 
-        if not weights:
-            config = AutoConfig.from_pretrained(path)
-            with torch.device("meta"):
-                return AutoModelForVideoClassification.from_config(config).eval()
-        return AutoModelForVideoClassification.from_pretrained(path).eval()
-    if path.is_file():
-        from stprune.models.checkpoints import load_checkpoint_file
-
-        return load_checkpoint_file(path).eval()
-    looks_local = spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").split("/", 1)[-1]
-    if looks_local or spec.count("/") != 1:
-        raise ValueError(f"--model {spec!r}: no such file or directory, and not a preset; use {MODEL_HELP}")
-    from transformers import AutoModelForVideoClassification
-
-    try:
-        return AutoModelForVideoClassification.from_pretrained(spec).eval()
-    except OSError as err:
-        raise ValueError(
-            f"--model {spec!r}: could not load it from the Hugging Face hub or cache ({err}); "
-            "without network access, pass a local directory saved with save_pretrained"
-        ) from err
+        config = AutoConfig.from_pretrained(path)
+        with torch.device("meta"):
+            return AutoModelForVideoClassification.from_config(config).eval()
+    return resolve_model(spec).model
