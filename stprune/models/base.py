@@ -115,26 +115,7 @@ class SequenceAdapter(Adapter):
         return [lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth
 
     def check_inputs(self, args: tuple, kwargs: dict) -> None:
-        """Raise ValueError if a forward input does not fit the configured geometry.
-
-        Default: HF video layout ``pixel_values`` (B, T, C, H, W) against the config's
-        ``num_frames`` and ``image_size``.
-        """
-        x = kwargs.get("pixel_values", args[0] if args else None)
-        if not isinstance(x, torch.Tensor):
-            return
-        cfg = self.model.config
-        size = cfg.image_size
-        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        if x.dim() != 5:
-            raise ValueError(f"pixel_values must be (B, T, C, H, W); got shape {tuple(x.shape)}")
-        if x.shape[1] != cfg.num_frames:
-            raise ValueError(
-                f"pixel_values has {x.shape[1]} frames but the model and its pruning schedule are set up "
-                f"for num_frames={cfg.num_frames}; sample {cfg.num_frames} frames per clip"
-            )
-        if tuple(x.shape[3:]) != (h, w):
-            raise ValueError(f"pixel_values frames are {tuple(x.shape[3:])}; the model expects {(h, w)}")
+        """Raise ValueError if a forward input does not fit the configured geometry (default: no check)."""
 
     def describe(self) -> str:
         """One line: model class and geometry."""

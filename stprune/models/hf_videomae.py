@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from stprune.core.flops import vit_block_macs
-from stprune.models.base import EncoderLayout, SequenceAdapter
+from stprune.models.base import EncoderLayout
 from stprune.models.hf_attention import install_attention_bias
+from stprune.models.hf_base import HFVideoAdapter, image_hw
 
 __all__ = ["HFVideoMAEAdapter"]
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
-
-
-class HFVideoMAEAdapter(SequenceAdapter):
+class HFVideoMAEAdapter(HFVideoAdapter):
     """``VideoMAEForVideoClassification`` and ``VideoMAEModel``.
 
     Token order from the tubelet embedding is (T0, H/p, W/p) flattened, temporal-major, so
@@ -44,8 +40,8 @@ class HFVideoMAEAdapter(SequenceAdapter):
                     "version's VideoMAE layout is not supported (transformers>=5 is)"
                 )
             keys.append(key)
-        ph, pw = _pair(cfg.patch_size)
-        h, w = _pair(cfg.image_size)
+        ph, pw = image_hw(cfg.patch_size)
+        h, w = image_hw(cfg.image_size)
         return EncoderLayout(
             layers=layers,
             key_modules=keys,
@@ -66,20 +62,9 @@ class HFVideoMAEAdapter(SequenceAdapter):
 
     def macs(self, tokens_per_block: Sequence[int]) -> int:
         cfg = self.model.config
-        ph, pw = _pair(cfg.patch_size)
+        ph, pw = image_hw(cfg.patch_size)
         lay = self.layout()
         n0 = lay.num_slots * lay.tokens_per_slot
         total = n0 * cfg.hidden_size * cfg.num_channels * int(cfg.tubelet_size) * ph * pw
         total += sum(vit_block_macs(t, cfg.hidden_size, cfg.intermediate_size) for t in tokens_per_block)
-        head = getattr(self.model, "classifier", None)
-        if isinstance(head, nn.Linear):
-            total += head.in_features * head.out_features
-        return total
-
-    def example_inputs(
-        self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
-    ) -> dict:
-        cfg = self.model.config
-        h, w = _pair(cfg.image_size)
-        shape = (batch_size, int(cfg.num_frames), int(cfg.num_channels), h, w)
-        return {"pixel_values": torch.randn(shape, device=device, dtype=dtype)}
+        return total + self.head_macs()

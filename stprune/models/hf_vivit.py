@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from stprune.core.flops import vit_block_macs
-from stprune.models.base import EncoderLayout, SequenceAdapter
+from stprune.models.base import EncoderLayout
 from stprune.models.hf_attention import install_attention_bias
+from stprune.models.hf_base import HFVideoAdapter, image_hw
 
 __all__ = ["HFVivitAdapter"]
 
 
-class HFVivitAdapter(SequenceAdapter):
+class HFVivitAdapter(HFVideoAdapter):
     """``VivitForVideoClassification`` and ``VivitModel`` (model 1 of ViViT: joint attention).
 
     The CLS token is token 0: protected, never pruned, stays first.
@@ -48,8 +48,7 @@ class HFVivitAdapter(SequenceAdapter):
                 )
             keys.append(key)
         t, ph, pw = (int(v) for v in cfg.tubelet_size)
-        size = cfg.image_size
-        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        h, w = image_hw(cfg.image_size)
         return EncoderLayout(
             layers=layers,
             key_modules=keys,
@@ -75,16 +74,4 @@ class HFVivitAdapter(SequenceAdapter):
         pooler = getattr(self.backbone, "pooler", None)
         if pooler is not None:
             total += pooler.dense.in_features * pooler.dense.out_features
-        head = getattr(self.model, "classifier", None)
-        if isinstance(head, nn.Linear):
-            total += head.in_features * head.out_features
-        return total
-
-    def example_inputs(
-        self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
-    ) -> dict:
-        cfg = self.model.config
-        size = cfg.image_size
-        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        shape = (batch_size, int(cfg.num_frames), int(cfg.num_channels), h, w)
-        return {"pixel_values": torch.randn(shape, device=device, dtype=dtype)}
+        return total + self.head_macs()
