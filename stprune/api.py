@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -49,6 +50,7 @@ def patch(
     r: int | Sequence[int] | None = None,
     flops_target: float | None = None,
     schedule: ScheduleSpec | None = None,
+    **options: Any,
 ) -> nn.Module:
     """Prune tokens inside ``model`` at inference, in place; returns the model.
 
@@ -61,7 +63,11 @@ def patch(
         schedule: ``"paper"`` (after blocks 0, D//3, 2D//3 with T0, T0/2, T0/4 groups, the
             middle stage reversed), ``"every"`` (after every block but the last, one group), or a
             list of stages ``(after_block, groups, r[, reverse])``. ``None``: the method's own
-            default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe).
+            default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe). On Video Swin,
+            ``"paper"`` is the paper's three points inside every Swin stage and ``groups`` counts
+            groups per window (see ``stprune.models.video_swin_prune``).
+        options: model-family options, e.g. ``shifted_windows="static"`` for Video Swin (static
+            shapes, no host synchronisation); a family without options rejects any.
 
     Raises:
         RuntimeError: the model is already patched.
@@ -74,7 +80,7 @@ def patch(
             "call stprune.unpatch(model) first"
         )
     adapter = get_adapter(model)
-    pruner = adapter.create_pruner(get_method(method), schedule, r, flops_target)
+    pruner = adapter.create_pruner(get_method(method), schedule, r, flops_target, **options)
     pruner.install()
     setattr(model, _ATTR, pruner)
     return model

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -24,7 +24,9 @@ from torch import nn
 from stprune.core.flops import choose_r_for_target
 from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, plan_tokens, with_r
 from stprune.methods.base import Method
-from stprune.models.base import SequenceAdapter
+
+if TYPE_CHECKING:  # stprune.models imports every adapter, and the grid adapters import this module
+    from stprune.models.base import SequenceAdapter
 
 #: torch.profiler label of the pruning work (scoring + selection + gather) at every stage
 PROFILE_LABEL = "stprune.reduce"

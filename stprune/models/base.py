@@ -63,8 +63,13 @@ class Adapter(ABC):
         return any(name in cls.model_classes for name in class_names(model))
 
     @abstractmethod
-    def create_pruner(self, method: Any, schedule: Any, r: Any, flops_target: float | None) -> Any:
-        """Validate the settings and return an uninstalled pruner (see ``stprune.engine.Pruner``)."""
+    def create_pruner(
+        self, method: Any, schedule: Any, r: Any, flops_target: float | None, **options: Any
+    ) -> Any:
+        """Validate the settings and return an uninstalled pruner (see ``stprune.engine.Pruner``).
+
+        ``options`` are the family's own settings; unknown ones raise TypeError.
+        """
 
     @abstractmethod
     def example_inputs(
@@ -84,9 +89,14 @@ class Adapter(ABC):
 class SequenceAdapter(Adapter):
     """Adapter for encoders that process a flat token sequence: the engine prunes between blocks."""
 
-    def create_pruner(self, method: Any, schedule: Any, r: Any, flops_target: float | None) -> Any:
+    def create_pruner(
+        self, method: Any, schedule: Any, r: Any, flops_target: float | None, **options: Any
+    ) -> Any:
         """Resolve the schedule (r or flops_target) and build the hook-based sequence pruner."""
         from stprune.engine import build_sequence_pruner
+
+        if options:
+            raise TypeError(f"{type(self.model).__name__} takes no pruning options; got {sorted(options)}")
 
         return build_sequence_pruner(self, method, schedule, r, flops_target)
 
