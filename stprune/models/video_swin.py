@@ -25,7 +25,10 @@ bias (plus the shift mask) passed as an additive float ``attn_mask``; no eager s
 
 The block forward is split into small steps (norm, :func:`window_partition` after padding and
 shift, :func:`window_attention` over ``(windows, window_tokens, C)``, :func:`window_reverse`,
-residual, MLP) so that token pruning can later gather only kept tokens between them.
+residual, MLP). For token pruning, :meth:`VideoSwinBlock.forward_tokens` computes a block on a
+packed subset of the grid's tokens only (qkv, projection and MLP on those tokens, attention per
+window among them, :class:`TokenWindows` saying which token sits in which window slot); the
+dense path above does not use it.
 
 Tensors are channels-last inside the network: a token grid is ``(B, T, H, W, C)``.
 """
@@ -44,19 +47,23 @@ __all__ = [
     "ARCH_CONFIGS",
     "PatchEmbed3d",
     "PatchMerging",
+    "TokenWindows",
     "VideoSwin",
     "VideoSwinBlock",
     "VideoSwinConfig",
     "VideoSwinStage",
     "WindowAttention3d",
     "WindowLayout",
+    "biased_window_sdpa",
     "effective_window",
     "relative_position_index",
     "shift_attention_mask",
+    "shift_region_labels",
     "video_swin_b",
     "video_swin_s",
     "video_swin_t",
     "window_attention",
+    "window_bias_index",
     "window_layout",
     "window_partition",
     "window_reverse",
@@ -82,6 +89,10 @@ class VideoSwinConfig:
     channels. ``window_size`` and ``patch_size`` are (T, H, W). Dropout and drop-path rates only
     act in training mode; ``drop_path_rate`` grows linearly from 0 at the first block to this value
     at the last one (as in both references).
+
+    ``num_frames`` and ``image_size`` (H, W) are the clip size the model is meant for (the one
+    its checkpoint was trained at). The forward accepts any clip size; these only set what
+    pruning is planned for, what FLOPs are reported at and what example inputs look like.
     """
 
     embed_dim: int = 96
@@ -99,12 +110,22 @@ class VideoSwinConfig:
     drop_path_rate: float = 0.0
     head_dropout: float = 0.0
     layer_norm_eps: float = 1e-5
+    num_frames: int = 16
+    image_size: int | tuple[int, int] = 224
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
         object.__setattr__(self, "patch_size", _triple(self.patch_size, "patch_size"))
         object.__setattr__(self, "window_size", _triple(self.window_size, "window_size"))
+        size = self.image_size
+        size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
+        if len(size) != 2 or any(v < 1 for v in size) or self.num_frames < 1:
+            raise ValueError(
+                f"num_frames must be >= 1 and image_size one or two positive ints (H, W); got "
+                f"num_frames={self.num_frames}, image_size={self.image_size}"
+            )
+        object.__setattr__(self, "image_size", size)
         if self.embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
         if len(self.depths) == 0 or len(self.depths) != len(self.num_heads):
@@ -144,6 +165,25 @@ class VideoSwinConfig:
     def num_features(self) -> int:
         """Channels of the last stage, i.e. the head's input size."""
         return self.stage_dim(self.num_stages - 1)
+
+    @property
+    def clip_size(self) -> Triple:
+        """(T, H, W) of the clip the model is meant for: ``num_frames`` and ``image_size``."""
+        return (self.num_frames, self.image_size[0], self.image_size[1])  # type: ignore[index]
+
+    def stage_grids(self, clip_size: Sequence[int] | None = None) -> list[Triple]:
+        """Token grid (T, H, W) entering every stage for a clip of ``clip_size`` (default: ``clip_size``).
+
+        The patch embedding pads the clip to patch multiples; patch merging pads H and W to even.
+        """
+        t, h, w = self.clip_size if clip_size is None else (int(v) for v in clip_size)
+        pt, ph, pw = self.patch_size
+        grid = (-(-t // pt), -(-h // ph), -(-w // pw))
+        grids = [grid]
+        for _ in range(1, self.num_stages):
+            grid = (grid[0], -(-grid[1] // 2), -(-grid[2] // 2))
+            grids.append(grid)
+        return grids
 
     @property
     def shift_size(self) -> Triple:
@@ -364,17 +404,103 @@ def window_attention(
     head_dim = c // num_heads
     qkv = F.linear(windows, qkv_weight, qkv_bias).view(m, n, 3, num_heads, head_dim)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (M, heads, N, head_dim)
-    if mb in (1, m):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p)
-    else:
-        clips = m // mb
-        fold = (clips, mb * num_heads, n, head_dim)
-        bias = attn_bias.expand(mb, num_heads, n, n).reshape(1, mb * num_heads, n, n)
-        out = F.scaled_dot_product_attention(
-            q.reshape(fold), k.reshape(fold), v.reshape(fold), attn_mask=bias, dropout_p=dropout_p
-        ).view(m, num_heads, n, head_dim)
+    out = biased_window_sdpa(q, k, v, attn_bias, dropout_p)
     out = out.transpose(1, 2).reshape(m, n, c)
     return F.linear(out, proj_weight, proj_bias)
+
+
+def biased_window_sdpa(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """SDPA of M windows with an additive bias shared by 1, nW or all M windows.
+
+    q, k, v: (M, heads, N, head_dim); attn_bias: (Mb, heads or 1, N, N), Mb in {1, nW, M} with
+    M a multiple of Mb. Returns (M, heads, N, head_dim). With 1 < Mb < M (one bias per window
+    position, shared by the M / Mb clips) the windows are folded into the head axis so that the
+    bias broadcasts over the clips without being copied.
+    """
+    m, heads, n, head_dim = q.shape
+    mb = attn_bias.shape[0]
+    if mb in (1, m):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p)
+    fold = (m // mb, mb * heads, n, head_dim)
+    bias = attn_bias.expand(mb, heads, n, n).reshape(1, mb * heads, n, n)
+    out = F.scaled_dot_product_attention(
+        q.reshape(fold), k.reshape(fold), v.reshape(fold), attn_mask=bias, dropout_p=dropout_p
+    )
+    return out.view(m, heads, n, head_dim)
+
+
+# --------------------------------------------------------------------------------------------
+# windows over a token subset (used by token pruning, see stprune.models.video_swin_prune)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenWindows:
+    """How a packed subset of a stage's tokens, (B, A, C), is grouped into attention windows.
+
+    Each of the ``num_windows`` windows of a clip has ``size`` slots (K). Slots may be empty
+    (padding): they are never attended to and their results are dropped.
+
+    Attributes:
+        num_windows: nW, windows per clip.
+        size: K, slots per window.
+        gather: ``None`` when the packed order already is window-major with every slot filled
+            (A = nW * K); else (1 | B, nW * K) index into A of the token in every slot
+            (any valid index for an empty slot).
+        scatter: (1 | B, A) index into the nW * K slots of every token; ``None`` iff ``gather`` is.
+        bias_index: (1 | B, 1 | nW, K, K) int64 row of :meth:`WindowAttention3d.extended_bias_table`
+            added to the logit of every (query slot, key slot) pair; not (B, 1, ...).
+    """
+
+    num_windows: int
+    size: int
+    gather: Tensor | None
+    scatter: Tensor | None
+    bias_index: Tensor
+
+
+def shift_region_labels(
+    rolled: Tensor, grid: Sequence[int], window: Sequence[int], shift: Sequence[int]
+) -> Tensor:
+    """Shift-mask region label (0..26) of tokens at rolled coordinates ``rolled`` (..., 3).
+
+    Two tokens of one shifted window get the ``SHIFT_MASK_VALUE`` penalty iff their labels differ
+    (the labels of :func:`shift_attention_mask`; grid without padding).
+    """
+    labels = [
+        _shift_regions(int(grid[a]), int(window[a]), int(shift[a]), rolled.device)[rolled[..., a]]
+        for a in range(3)
+    ]
+    return labels[0] * 9 + labels[1] * 3 + labels[2]
+
+
+def window_bias_index(
+    slot: Tensor,
+    relative_index: Tensor,
+    table_rows: int,
+    region: Tensor | None = None,
+    valid: Tensor | None = None,
+) -> Tensor:
+    """Rows of the extended bias table (:meth:`WindowAttention3d.extended_bias_table`) for slot pairs.
+
+    Args:
+        slot: (..., K) position (0..N-1, raster order) inside the window of the token in every slot.
+        relative_index: (N_full, N_full) the block's ``relative_position_index``; indexing it with
+            positions of a shrunk window reproduces the references' top-left-corner rule.
+        table_rows: R, rows of the block's relative position bias table.
+        region: (..., K) shift-region labels (:func:`shift_region_labels`) or None (no shift).
+        valid: (..., K) False for empty slots, or None (all filled).
+
+    Returns:
+        (..., K, K) int64: ``R``-offset rows for pairs of different regions and row ``2R`` (a
+        huge negative bias) for empty key slots.
+    """
+    index = relative_index[slot.unsqueeze(-1), slot.unsqueeze(-2)]
+    if region is not None:
+        index = index + table_rows * (region.unsqueeze(-1) != region.unsqueeze(-2))
+    if valid is not None:
+        index = index.masked_fill(~valid.unsqueeze(-2), 2 * table_rows)
+    return index
 
 
 def drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
@@ -499,6 +625,24 @@ class WindowAttention3d(nn.Module):
         bias = self.relative_position_bias_table[index].view(window_tokens, window_tokens, self.num_heads)
         return bias.permute(2, 0, 1).unsqueeze(0)
 
+    def extended_bias_table(self, dtype: torch.dtype) -> Tensor:
+        """(2R + 1, heads): the bias table; the table plus ``SHIFT_MASK_VALUE`` (pairs from different
+        shift regions); one row of ``dtype``'s lowest value (empty key slots). R = table rows."""
+        table = self.relative_position_bias_table.to(dtype)
+        low = torch.full((1, self.num_heads), torch.finfo(dtype).min, dtype=dtype, device=table.device)
+        return torch.cat([table, table + SHIFT_MASK_VALUE, low])
+
+    def token_bias(self, bias_index: Tensor, dtype: torch.dtype) -> Tensor:
+        """Additive attention bias from :func:`window_bias_index` rows.
+
+        bias_index: (Bb, Wb, K, K) -> (Bb * Wb, heads, K, K) in ``dtype``, a heads-major view
+        (SDPA's CPU kernel runs about twice as fast with it as with a window-major copy).
+        """
+        bb, wb, k, _ = bias_index.shape
+        table = self.extended_bias_table(dtype).t().contiguous()  # (heads, 2R + 1)
+        bias = table.index_select(1, bias_index.reshape(-1)).view(self.num_heads, bb * wb, k, k)
+        return bias.transpose(0, 1)
+
     def forward(self, windows: Tensor, attn_bias: Tensor) -> Tensor:
         """windows: (M, N, C), attn_bias: see :func:`window_attention` -> (M, N, C)."""
         out = window_attention(
@@ -598,6 +742,48 @@ class VideoSwinBlock(nn.Module):
         """(B, T, H, W, C) -> (B, T, H, W, C)."""
         x = self.attention_residual(x, self.layout(x.shape[1:4]))
         return self.mlp_residual(x)
+
+    def forward_tokens(
+        self, x: Tensor, windows: TokenWindows, return_keys: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The block on a packed subset of a stage's tokens; the other tokens do not take part.
+
+        qkv, the output projection and the MLP run on the A given tokens only; attention runs per
+        window over the tokens ``windows`` puts in it (empty slots are never attended to).
+        With every token of the grid given in window order this computes :meth:`forward`.
+
+        Args:
+            x: (B, A, C) tokens.
+            windows: their attention windows for this block's partition (plain or shifted).
+            return_keys: also return every token's keys averaged over heads.
+
+        Returns:
+            (B, A, C), and with ``return_keys`` the keys (B, A, head_dim).
+        """
+        b, a, c = x.shape
+        heads = self.attn.num_heads
+        head_dim = c // heads
+        qkv = self.attn.qkv(self.norm1(x))  # (B, A, 3C)
+        keys = qkv[..., c : 2 * c].view(b, a, heads, head_dim).mean(2) if return_keys else None
+        if windows.gather is not None:
+            qkv = _take_tokens(qkv, windows.gather)
+        m, k = b * windows.num_windows, windows.size
+        q, key, v = qkv.view(m, k, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.attn.token_bias(windows.bias_index, q.dtype)
+        dropout_p = self.attn.attention_dropout if self.training else 0.0
+        out = biased_window_sdpa(q, key, v, bias, dropout_p).transpose(1, 2).reshape(b, -1, c)
+        if windows.scatter is not None:
+            out = _take_tokens(out, windows.scatter)
+        out = self.attn.proj_drop(self.attn.proj(out))
+        x = self.mlp_residual(x + drop_path(out, self.drop_path_rate, self.training))
+        return (x, keys) if return_keys else x
+
+
+def _take_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, L, D), index (1 | B, J) -> (B, J, D) with ``out[b, j] = x[b, index[b or 0, j]]``."""
+    if index.shape[0] == 1:
+        return x.index_select(1, index[0])
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class VideoSwinStage(nn.Module):
