@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-__all__ = ["vit_block_macs", "choose_r_for_target"]
+__all__ = ["vit_block_macs", "window_block_macs", "choose_r_for_target"]
 
 
 def vit_block_macs(tokens: int, hidden: int, intermediate: int, attn_dim: int | None = None) -> int:
@@ -22,6 +22,19 @@ def vit_block_macs(tokens: int, hidden: int, intermediate: int, attn_dim: int | 
     """
     a = hidden if attn_dim is None else attn_dim
     return 4 * tokens * hidden * a + 2 * tokens * tokens * a + 2 * tokens * hidden * intermediate
+
+
+def window_block_macs(
+    linear_tokens: int, windows: int, window_slots: int, mlp_tokens: int, dim: int, hidden: int
+) -> int:
+    """MACs of one pre-norm window-attention block (one sample).
+
+    qkv and output projection on ``linear_tokens`` tokens (4 L C^2), attention scores and
+    weighted sum inside ``windows`` windows of ``window_slots`` slots each (2 M K^2 C), MLP on
+    ``mlp_tokens`` tokens (2 L C I). The dense Swin block projects padded windows
+    (``linear_tokens = windows * window_slots``) but runs its MLP on the real tokens only.
+    """
+    return 4 * linear_tokens * dim * dim + 2 * windows * window_slots**2 * dim + 2 * mlp_tokens * dim * hidden
 
 
 def choose_r_for_target(
