@@ -8,6 +8,7 @@ from stprune.models.base import Adapter, EncoderLayout, SequenceAdapter, class_n
 from stprune.models.hf_videomae import HFVideoMAEAdapter
 from stprune.models.hf_vivit import HFVivitAdapter
 from stprune.models.video_swin import VideoSwin, VideoSwinConfig, video_swin_b, video_swin_s, video_swin_t
+from stprune.models.video_swin_prune import VideoSwinAdapter
 from stprune.models.video_swin_weights import load_video_swin
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 #: every adapter, tried in order
-ADAPTERS: list[type[Adapter]] = [HFVideoMAEAdapter, HFVivitAdapter]
+ADAPTERS: list[type[Adapter]] = [HFVideoMAEAdapter, HFVivitAdapter, VideoSwinAdapter]
 
 _WHY_NOT = {
     "TimesformerForVideoClassification": "divided space-time attention needs every frame to keep the same "

@@ -1,0 +1,751 @@
+"""Adapter and pruner for our Video Swin (:mod:`stprune.models.video_swin`).
+
+Window attention needs the whole token grid (windows, shifted windows, patch merging), so
+pruned tokens cannot simply be removed as in a ViT. The design (``docs/video_swin.md``):
+
+* A pruning point is "after block b" (global block index over all stages). There the method
+  runs once per 3D window of the stage's *unshifted* partition, on that window's active tokens
+  with the stage's ``groups`` contiguous temporal groups per window (by default one group per
+  temporal slice of the window), using the block output as X and the keys that block computed
+  (head-averaged), captured from its qkv projection without recomputation.
+* Pruned tokens stay in the grid with the features they had at the point, but the rest of the
+  stage skips them: no query, no key/value, no MLP. The active tokens are kept packed, (B, A, C)
+  in unshifted window order, and every later block of the stage runs
+  :meth:`~stprune.models.video_swin.VideoSwinBlock.forward_tokens` on them only. At the end of the
+  stage they are scattered back into the grid; patch merging sees the whole grid and every
+  token of the next stage is active again (it prunes at its own points).
+* Every unshifted window keeps the same number of active tokens (``groups * (n - r)``), so
+  plain blocks need no padding. Shifted windows hold uneven counts: ``shifted_windows="pad"``
+  (default) pads each to the largest count (one host synchronisation per pruning point, shared
+  by all the stage's shifted blocks after it); ``"static"`` keeps all N slots of every shifted
+  window and masks the empty ones (static shapes, no synchronisation, more attention FLOPs).
+
+Planned FLOPs (``macs``, ``flops_target``) count shifted windows at their full size N: exact for
+``"static"``, an upper bound for ``"pad"``, whose exact count for one forward
+:meth:`VideoSwinPruner.traced_macs` gives from the trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from stprune.core.flops import choose_r_for_target, window_block_macs
+from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, with_r
+from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
+from stprune.engine import StageTrace
+from stprune.methods.base import IndexPruningMethod, Method
+from stprune.models.base import Adapter
+from stprune.models.video_swin import (
+    TokenWindows,
+    VideoSwin,
+    VideoSwinBlock,
+    VideoSwinConfig,
+    effective_window,
+    shift_region_labels,
+    window_bias_index,
+    window_layout,
+)
+
+__all__ = [
+    "SHIFTED_WINDOW_MODES",
+    "BlockCost",
+    "GridStageTrace",
+    "GridTrace",
+    "SwinPoint",
+    "SwinPlan",
+    "VideoSwinAdapter",
+    "VideoSwinPruner",
+    "default_swin_schedule",
+    "plan_video_swin",
+    "token_windows",
+    "video_swin_macs",
+]
+
+Triple = tuple[int, int, int]
+
+#: how shifted windows with uneven active counts are laid out
+SHIFTED_WINDOW_MODES = ("pad", "static")
+
+
+# --------------------------------------------------------------------------------------------
+# planning: pure Python over the config and a token grid
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwinPoint:
+    """One pruning point resolved against a token grid.
+
+    Attributes:
+        index: position in the schedule.
+        stage: the schedule's stage (``after_block`` global; ``groups`` per window).
+        swin_stage: the Swin stage (0-based) holding the block.
+        local_block: the block's index inside its Swin stage.
+        grid: the Swin stage's token grid (T, H, W).
+        window: the effective (unshifted) window (Wt, Wh, Ww).
+        num_windows: nW, windows per clip.
+        tokens_in: active tokens per window entering the point.
+        group_size: n, active tokens per group entering the point.
+        tokens_out: active tokens per window leaving, ``groups * (n - r)``.
+    """
+
+    index: int
+    stage: Stage
+    swin_stage: int
+    local_block: int
+    grid: Triple
+    window: Triple
+    num_windows: int
+    tokens_in: int
+    group_size: int
+    tokens_out: int
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """What one block computes for one clip.
+
+    Attributes:
+        active: tokens that get a query and an MLP (the rest of the grid is skipped).
+        linear: tokens through the qkv and output projections (padded windows for dense blocks).
+        windows: attention windows.
+        slots: K, slots per window (attention is ``windows x K x K``).
+    """
+
+    active: int
+    linear: int
+    windows: int
+    slots: int
+
+
+@dataclass(frozen=True)
+class SwinPlan:
+    """A schedule resolved against one clip geometry.
+
+    ``blocks`` counts shifted windows after a pruning point at their full size (the bound that
+    ``shifted_windows="pad"`` never exceeds).
+    """
+
+    grids: tuple[Triple, ...]
+    points: tuple[SwinPoint, ...]
+    blocks: tuple[BlockCost, ...]
+
+    def stage_points(self, swin_stage: int) -> list[SwinPoint]:
+        """The points with r > 0 inside one Swin stage, in order."""
+        return [p for p in self.points if p.swin_stage == swin_stage and p.stage.r]
+
+
+def _grids_from_first(config: VideoSwinConfig, grid0: Sequence[int]) -> tuple[Triple, ...]:
+    grid = (int(grid0[0]), int(grid0[1]), int(grid0[2]))
+    grids = [grid]
+    for _ in range(1, config.num_stages):
+        grid = (grid[0], -(-grid[1] // 2), -(-grid[2] // 2))
+        grids.append(grid)
+    return tuple(grids)
+
+
+def _block_shift(config: VideoSwinConfig, local_block: int) -> Triple:
+    return (0, 0, 0) if local_block % 2 == 0 else config.shift_size
+
+
+def _locate_block(config: VideoSwinConfig, block: int) -> tuple[int, int]:
+    start = 0
+    for s, depth in enumerate(config.depths):
+        if block < start + depth:
+            return s, block - start
+        start += depth
+    raise ValueError(f"after_block={block} outside [0, {start - 1}] (depth {start})")
+
+
+def _divides_message(groups: int, of: int, what: str) -> str:
+    divisors = [d for d in range(1, of + 1) if of % d == 0]
+    return f"groups={groups} must divide {what} ({of}); allowed: {divisors}"
+
+
+def plan_video_swin(
+    config: VideoSwinConfig,
+    stages: Sequence[Stage],
+    grid0: Sequence[int],
+    max_r: Any = None,
+) -> SwinPlan:
+    """Validate a schedule against the token grid of a clip and count tokens per block.
+
+    Args:
+        config: the model's config.
+        stages: normalised stages with r set; ``groups`` is per window: it must divide the
+            stage's temporal window at the first point of a Swin stage and the previous point's
+            groups at later points of the same Swin stage.
+        grid0: the token grid (T, H, W) after the patch embedding.
+        max_r: the method's largest r for a group of n tokens (default ceil(n / 2)).
+
+    Raises:
+        ValueError naming the point, the value and what is allowed.
+    """
+    max_r = max_r or (lambda n: (n + 1) // 2)
+    grids = _grids_from_first(config, grid0)
+    points: list[SwinPoint] = []
+    state: dict[int, tuple[int, int]] = {}  # swin stage -> (tokens per window, groups) so far
+    for i, st in enumerate(stages):
+        if st.r is None:
+            raise ValueError(f"stage {i} has no r; give r= or flops_target=")
+        s, j = _locate_block(config, st.after_block)
+        where = f"stage {i} (after block {st.after_block}, block {j} of Swin stage {s + 1})"
+        if j == config.depths[s] - 1:
+            raise ValueError(
+                f"{where}: it is the last block of its Swin stage, whose output patch merging turns into "
+                "a new grid of all-active tokens, so pruning there has no effect; allowed after_block: "
+                + ", ".join(str(b) for b in _prunable_blocks(config))
+            )
+        grid = grids[s]
+        window, _ = effective_window(grid, config.window_size, config.shift_size)
+        bad = [a for a in range(3) if grid[a] % window[a]]
+        if bad:
+            raise ValueError(
+                f"{where}: the token grid {grid} of Swin stage {s + 1} is not a whole number of "
+                f"{window} windows along {', '.join('THW'[a] for a in bad)}; pruning inside windows needs "
+                f"whole windows. Grid = (ceil(frames / {config.patch_size[0]}), ceil(height / "
+                f"{config.patch_size[1] * 2**s}), ceil(width / {config.patch_size[2] * 2**s})) here: use a "
+                f"clip whose grid is a multiple of the window {config.window_size} (or not larger than it) "
+                f"along every axis, e.g. {config.window_size[0] * config.patch_size[0]} frames of "
+                f"{7 * 32}x{7 * 32}, or move the point to another stage"
+            )
+        size = window[0] * window[1] * window[2]
+        num_windows = (grid[0] // window[0]) * (grid[1] // window[1]) * (grid[2] // window[2])
+        tokens, prev_groups = state.get(s, (size, window[0]))
+        if prev_groups % st.groups:
+            what = (
+                f"the temporal window size Wt of Swin stage {s + 1}"
+                if s not in state
+                else "the previous point's groups in this Swin stage"
+            )
+            raise ValueError(f"{where}: " + _divides_message(st.groups, prev_groups, what))
+        n = tokens // st.groups
+        hi = max_r(n) if n >= 2 else 0
+        if st.r > hi:
+            raise ValueError(
+                f"{where}: r={st.r} is too large for groups of {n} tokens ({st.groups} groups of the "
+                f"{tokens} active tokens of each {window} window); allowed 0 <= r <= {hi}"
+            )
+        out = st.groups * (n - st.r)
+        points.append(SwinPoint(i, st, s, j, grid, window, num_windows, tokens, n, out))
+        state[s] = (out, st.groups)
+    return SwinPlan(grids, tuple(points), tuple(_planned_costs(config, grids, points)))
+
+
+def _prunable_blocks(config: VideoSwinConfig) -> list[int]:
+    out, start = [], 0
+    for depth in config.depths:
+        out += list(range(start, start + depth - 1))
+        start += depth
+    return out
+
+
+def _planned_costs(
+    config: VideoSwinConfig, grids: Sequence[Triple], points: Sequence[SwinPoint]
+) -> list[BlockCost]:
+    costs = []
+    for s, depth in enumerate(config.depths):
+        grid = grids[s]
+        tokens = grid[0] * grid[1] * grid[2]
+        live = [p for p in points if p.swin_stage == s and p.stage.r]
+        for j in range(depth):
+            layout = window_layout(grid, config.window_size, _block_shift(config, j))
+            if not live or j < live[0].local_block:
+                costs.append(
+                    BlockCost(
+                        tokens,
+                        layout.num_windows * layout.window_tokens,
+                        layout.num_windows,
+                        layout.window_tokens,
+                    )
+                )
+                continue
+            before = [p for p in live if p.local_block < j]
+            per_window = before[-1].tokens_out if before else live[0].tokens_in
+            active = layout.num_windows * per_window
+            slots = layout.window_tokens if layout.is_shifted else per_window
+            costs.append(BlockCost(active, active, layout.num_windows, slots))
+    return costs
+
+
+def video_swin_macs(
+    config: VideoSwinConfig, grids: Sequence[Triple], blocks: Sequence[BlockCost], scoring: int = 0
+) -> int:
+    """Matrix-product MACs of one clip: patch embedding, blocks, patch merging, head, scoring.
+
+    What ``torch.utils.flop_counter.FlopCounterMode`` counts (halved) under the math SDPA kernel.
+    """
+    t, h, w = grids[0]
+    total = (
+        t
+        * h
+        * w
+        * config.embed_dim
+        * config.in_channels
+        * config.patch_size[0]
+        * config.patch_size[1]
+        * config.patch_size[2]
+    )
+    it = iter(blocks)
+    for s, depth in enumerate(config.depths):
+        dim = config.stage_dim(s)
+        hidden = int(dim * config.mlp_ratio)
+        for _ in range(depth):
+            b = next(it)
+            total += window_block_macs(b.linear, b.windows, b.slots, b.active, dim, hidden)
+        if s < config.num_stages - 1:
+            nt, nh, nw = grids[s + 1]
+            total += nt * nh * nw * 4 * dim * 2 * dim
+    return total + config.num_features * config.num_classes + scoring
+
+
+def _scoring_macs(config: VideoSwinConfig, method: Method, points: Sequence[SwinPoint]) -> int:
+    total = 0
+    for p in points:
+        if p.stage.r:
+            key_dim = config.stage_dim(p.swin_stage) // config.num_heads[p.swin_stage]
+            total += p.num_windows * method.scoring_macs(p.group_size, p.stage.groups, p.stage.r, key_dim)
+    return total
+
+
+def _next_groups(groups: int) -> int:
+    """The largest divisor of ``groups`` that is at most half of it (1 for 1)."""
+    return max((d for d in range(1, groups // 2 + 1) if groups % d == 0), default=1)
+
+
+def default_swin_schedule(
+    config: VideoSwinConfig, r: int | Sequence[int] | None, grid0: Sequence[int] | None = None
+) -> list[Stage]:
+    """The paper's three-point schedule inside every Swin stage.
+
+    A Swin stage of depth d prunes after its blocks 0, d // 3 and 2d // 3 (those that are not its
+    last block, duplicates once), with one group per temporal slice of the window at the first
+    point, then half and a quarter as many groups, the middle point visited in reverse (as the
+    paper's ViT schedule). Swin-T (2, 2, 6, 2): after blocks 0, 2, 4, 6, 8, 10.
+
+    Args:
+        config: the model's config.
+        r: one int for every point, or one value per point, or None (chosen later).
+        grid0: the token grid after the patch embedding (default: the config's clip size); the
+            temporal window, hence the first groups, shrinks with short clips.
+    """
+    grids = _grids_from_first(config, grid0 if grid0 is not None else config.stage_grids()[0])
+    stages: list[tuple[int, int, bool]] = []
+    start = 0
+    for s, depth in enumerate(config.depths):
+        window, _ = effective_window(grids[s], config.window_size, config.shift_size)
+        locals_ = sorted({j for j in (0, depth // 3, 2 * depth // 3) if j < depth - 1})
+        groups = window[0]
+        for k, j in enumerate(locals_):
+            stages.append((start + j, groups, k == 1))
+            groups = _next_groups(groups)
+        start += depth
+    count = len(stages)
+    if r is None or isinstance(r, int):
+        rs = [r] * count
+    else:
+        rs = list(r)
+        if len(rs) != count:
+            raise ValueError(f"per-stage r needs one value per pruning point ({count}); got {len(rs)}: {rs}")
+    return [Stage(b, g, rr, rev) for (b, g, rev), rr in zip(stages, rs, strict=True)]
+
+
+def token_windows(
+    block: VideoSwinBlock, grid: Sequence[int], positions: Tensor, per_window: int, compact: bool = True
+) -> TokenWindows:
+    """Attention windows of a packed token subset for one block (plain or shifted partition).
+
+    Args:
+        block: the block (its window, shift and relative position index).
+        grid: the stage's token grid (T, H, W), a whole number of the block's windows.
+        positions: (1 | B, A) flat grid positions of the packed tokens, in unshifted window order
+            with the same number ``per_window`` of tokens in every window, raster order inside.
+        per_window: tokens per unshifted window.
+        compact: for shifted windows, pad to the largest count (True) or keep all N slots (False).
+    """
+    layout = block.layout(grid)
+    rpi = block.attn.relative_position_index
+    rows = block.attn.relative_position_bias_table.shape[0]
+    full = layout.window_tokens
+    num_windows = layout.num_windows
+    every = per_window == full
+    if not layout.is_shifted:
+        if every:  # one index for all windows of all clips
+            return TokenWindows(num_windows, full, None, None, rpi[:full, :full].view(1, 1, full, full))
+        _, slot, _ = locate_in_windows(positions, layout.grid, layout.window, (0, 0, 0))
+        index = window_bias_index(slot.view(slot.shape[0], num_windows, per_window), rpi, rows)
+        return TokenWindows(num_windows, per_window, None, None, index)
+    window_id, slot, rolled = locate_in_windows(positions, layout.grid, layout.window, layout.shift)
+    packing = pack_windows(window_id, slot, num_windows, full, compact=compact and not every)
+    region = shift_region_labels(rolled, layout.grid, layout.window, layout.shift)
+    region = region.gather(1, packing.gather).view_as(packing.slot)
+    index = window_bias_index(packing.slot, rpi, rows, region, None if every else packing.valid)
+    return TokenWindows(num_windows, packing.size, packing.gather, packing.scatter, index)
+
+
+# --------------------------------------------------------------------------------------------
+# traces
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GridStageTrace(StageTrace):
+    """A pruning point of a grid model in the last forward.
+
+    Besides :class:`~stprune.engine.StageTrace` (``tokens_in`` / ``tokens_out`` are active
+    tokens per clip; ``kept`` (B, tokens_out) indexes the point's packed input tokens;
+    ``positions`` (B, tokens_out) are flat ``(t * H + h) * W + w`` positions in the Swin stage's
+    grid):
+
+    Attributes:
+        swin_stage: the Swin stage (0-based).
+        grid: its token grid (T, H, W).
+        mask: (B, T, H, W) bool, the tokens still active after the point.
+    """
+
+    swin_stage: int = 0
+    grid: Triple = (0, 0, 0)
+    mask: Tensor | None = None
+
+
+@dataclass
+class GridTrace:
+    """Token bookkeeping of the last forward of a patched grid model.
+
+    Attributes:
+        blocks: per block, what it computed for one clip (active tokens, window slots).
+        stages: the pruning points with r > 0, in order.
+    """
+
+    blocks: list[BlockCost] = field(default_factory=list)
+    stages: list[GridStageTrace] = field(default_factory=list)
+
+    @property
+    def tokens_per_block(self) -> list[int]:
+        """Active tokens (query, MLP) of each block, per clip."""
+        return [b.active for b in self.blocks]
+
+    @property
+    def computed_per_block(self) -> list[int]:
+        """Attention slots (windows x slots, padding included) of each block, per clip."""
+        return [b.windows * b.slots for b in self.blocks]
+
+
+# --------------------------------------------------------------------------------------------
+# the pruner
+# --------------------------------------------------------------------------------------------
+
+
+class VideoSwinPruner:
+    """Runs the blocks of every Swin stage that has pruning points on its active tokens only.
+
+    ``install`` replaces the ``forward`` of those stages (an instance attribute, removed by
+    ``remove``, so the class's dense forward is untouched) and hooks the patch embedding to start
+    a trace and check the clip geometry before any block runs.
+
+    Args:
+        adapter: the model's adapter.
+        method: an index-pruning method.
+        stages: normalised stages with r set.
+        shifted_windows: ``"pad"`` or ``"static"`` (see the module docstring).
+    """
+
+    def __init__(
+        self, adapter: VideoSwinAdapter, method: Method, stages: Sequence[Stage], shifted_windows: str = "pad"
+    ) -> None:
+        if shifted_windows not in SHIFTED_WINDOW_MODES:
+            raise ValueError(
+                f"shifted_windows must be one of {SHIFTED_WINDOW_MODES}; got {shifted_windows!r}"
+            )
+        self.adapter = adapter
+        self.model: VideoSwin = adapter.model
+        self.config: VideoSwinConfig = self.model.config
+        self.method = method
+        self.stages = list(stages)
+        self.shifted_windows = shifted_windows
+        self._plans: dict[Triple, SwinPlan] = {}
+        grid0 = self.config.stage_grids()[0]
+        nominal = self.plan_for(grid0)
+        self.swin_plan = nominal
+        self.plan = TokenPlan(
+            tokens_per_block=[b.active for b in nominal.blocks],
+            stage_group_sizes=[p.group_size for p in nominal.points],
+            final_tokens=_volume(nominal.grids[-1]),
+        )
+        self.macs = video_swin_macs(
+            self.config, nominal.grids, nominal.blocks, _scoring_macs(self.config, method, nominal.points)
+        )
+        self.macs_unpruned = adapter.macs_unpruned()
+        self.trace: GridTrace | None = None
+        self._current: SwinPlan | None = None
+        self._ctx: dict[str, Any] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._replaced: list[nn.Module] = []
+
+    @property
+    def macs_ratio(self) -> float:
+        """Planned FLOPs(pruned) / FLOPs(unpruned) (shifted windows counted at full size)."""
+        return self.macs / self.macs_unpruned
+
+    def plan_for(self, grid0: Sequence[int]) -> SwinPlan:
+        """The schedule resolved for a clip whose embedded grid is ``grid0`` (cached); raises ValueError."""
+        key = (int(grid0[0]), int(grid0[1]), int(grid0[2]))
+        if key not in self._plans:
+            self._plans[key] = plan_video_swin(self.config, self.stages, key, self.method.max_r)
+        return self._plans[key]
+
+    def traced_macs(self, trace: GridTrace | None = None) -> int:
+        """Exact MACs of one clip of the traced forward (what FlopCounterMode counts for it)."""
+        trace = trace or self.trace
+        if trace is None or self._current is None:
+            raise ValueError("the patched model has not run a forward pass yet")
+        plan = self._current
+        return video_swin_macs(
+            self.config, plan.grids, trace.blocks, _scoring_macs(self.config, self.method, plan.points)
+        )
+
+    def install(self) -> None:
+        self._handles.append(self.model.patch_embed.register_forward_hook(self._start))
+        nominal = self.swin_plan
+        for s, stage in enumerate(self.model.stages):
+            if any(p.swin_stage == s and p.stage.r for p in nominal.points):
+                stage.forward = partial(self._run_stage, s)
+                self._replaced.append(stage)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        for stage in self._replaced:
+            del stage.forward
+        self._handles.clear()
+        self._replaced.clear()
+        self._ctx = {}
+
+    # forward -----------------------------------------------------------------------------------
+
+    def _start(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        self._current = self.plan_for(output.shape[1:4])  # raises before any block runs
+        self.trace = GridTrace()
+        self._ctx = {}
+        self.method.start_forward(self._ctx)
+
+    def _run_stage(self, s: int, x: Tensor) -> Tensor:
+        stage = self.model.stages[s]
+        plan = self._current
+        if plan is None or plan.grids[s] != tuple(x.shape[1:4]):
+            raise RuntimeError(
+                f"Swin stage {s + 1} received a {tuple(x.shape[1:4])} grid without the patch embedding "
+                "having run on this clip; call the model (or forward_features) on whole clips"
+            )
+        points = plan.stage_points(s)
+        blocks: list[VideoSwinBlock] = list(stage.blocks)
+        first = points[0].local_block
+        for j in range(first):
+            x = blocks[j](x)
+            self._record_block(plan.blocks[self._global(s, j)])
+        x = self._run_token_blocks(s, x, blocks[first:], first, points)
+        return stage.downsample(x) if stage.downsample is not None else x
+
+    def _global(self, s: int, j: int) -> int:
+        return sum(self.config.depths[:s]) + j
+
+    def _record_block(self, cost: BlockCost) -> None:
+        if self.trace is not None:
+            self.trace.blocks.append(cost)
+
+    def _run_token_blocks(
+        self, s: int, x: Tensor, blocks: list[VideoSwinBlock], first: int, points: list[SwinPoint]
+    ) -> Tensor:
+        """Blocks ``first..`` of Swin stage ``s`` on the active tokens; returns the stage's grid."""
+        b, t, h, w, c = x.shape
+        grid = (t, h, w)
+        window = points[0].window
+        num_windows = points[0].num_windows
+        full = window[0] * window[1] * window[2]
+        flat = x.reshape(b, t * h * w, c)
+        # every token, in unshifted window order: (1, A) positions shared by the batch
+        positions = grid_positions_by_window(grid, window, x.device).view(1, -1)
+        tokens = flat.index_select(1, positions[0])
+        per_window = full
+        at = {p.local_block: p for p in points}
+        cache: dict[bool, TokenWindows] = {}
+        for j, block in enumerate(blocks, start=first):
+            layout = block.layout(grid)
+            if layout.is_shifted not in cache:
+                cache[layout.is_shifted] = token_windows(
+                    block, grid, positions, per_window, self.shifted_windows == "pad"
+                )
+            tw = cache[layout.is_shifted]
+            point = at.get(j)
+            if point is None:
+                tokens = block.forward_tokens(tokens, tw)
+            else:
+                tokens, keys = block.forward_tokens(tokens, tw, return_keys=True)
+            self._record_block(BlockCost(tokens.shape[1], tokens.shape[1], tw.num_windows, tw.size))
+            if point is None:
+                continue
+            # the point: keep the current features of every active token in the grid, then prune
+            flat = flat.scatter(1, positions.expand(b, -1).unsqueeze(-1).expand(-1, -1, c), tokens)
+            m = b * num_windows
+            keep = self.method.keep_indices(
+                tokens.reshape(m, per_window, c), keys.reshape(m, per_window, -1), point.stage, self._ctx
+            )
+            keep = keep.sort(dim=1).values  # raster order inside each window
+            kept = (
+                keep.view(b, num_windows, -1)
+                + per_window * torch.arange(num_windows, device=x.device).view(1, -1, 1)
+            ).view(b, -1)
+            tokens = tokens.gather(1, kept.unsqueeze(-1).expand(-1, -1, c))
+            positions = positions.expand(b, -1).gather(1, kept)
+            self._record_point(point, per_window * num_windows, kept, positions, grid)
+            per_window = point.tokens_out
+            cache.clear()
+        flat = flat.scatter(1, positions.expand(b, -1).unsqueeze(-1).expand(-1, -1, c), tokens)
+        return flat.view(b, t, h, w, c)
+
+    def _record_point(
+        self, point: SwinPoint, tokens_in: int, kept: Tensor, positions: Tensor, grid: Triple
+    ) -> None:
+        if self.trace is None:
+            return
+        b = positions.shape[0]
+        mask = torch.zeros(b, _volume(grid), dtype=torch.bool, device=positions.device)
+        mask = mask.scatter(1, positions, True).view(b, *grid)
+        self.trace.stages.append(
+            GridStageTrace(
+                point.index,
+                point.stage,
+                tokens_in,
+                kept.shape[1],
+                kept,
+                positions,
+                point.swin_stage,
+                grid,
+                mask,
+            )
+        )
+
+
+def _volume(grid: Sequence[int]) -> int:
+    return int(grid[0]) * int(grid[1]) * int(grid[2])
+
+
+# --------------------------------------------------------------------------------------------
+# the adapter
+# --------------------------------------------------------------------------------------------
+
+
+class VideoSwinAdapter(Adapter):
+    """:class:`~stprune.models.video_swin.VideoSwin` (ours; loads torchvision / official checkpoints)."""
+
+    model_classes = ("VideoSwin",)
+
+    @property
+    def config(self) -> VideoSwinConfig:
+        return self.model.config
+
+    def create_pruner(
+        self,
+        method: Method,
+        schedule: Any,
+        r: Any,
+        flops_target: float | None,
+        shifted_windows: str = "pad",
+    ) -> VideoSwinPruner:
+        """Resolve the schedule (r or flops_target) and build the pruner; raises before installing."""
+        if not isinstance(method, IndexPruningMethod):
+            raise NotImplementedError(
+                f"method {method.name!r} is not supported on Video Swin: it "
+                + (
+                    "merges tokens, and a merged token has no place in the window grid (windows, shifted "
+                    "windows and patch merging need every token at its own position)"
+                    if method.tracks_size
+                    else "does not select tokens by index"
+                )
+                + "; use an index-pruning method such as 'sta' or 'random'"
+            )
+        if r is not None and flops_target is not None:
+            raise ValueError(
+                f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
+            )
+        cfg = self.config
+        depth = sum(cfg.depths)
+        if schedule is None or schedule == "paper":
+            stages = default_swin_schedule(cfg, r)
+            normalize_schedule(stages, depth, 1, None)  # type and range checks
+        elif isinstance(schedule, str):
+            raise ValueError(
+                f"unknown schedule {schedule!r} for Video Swin; use 'paper' (the paper's three points inside "
+                "every Swin stage) or a list of stages (after_block, groups per window, r[, reverse])"
+            )
+        else:
+            stages = normalize_schedule(schedule, depth, 1, r)
+        if flops_target is not None:
+            if any(s.r is not None for s in stages):
+                raise ValueError("flops_target chooses r itself; leave r out of the schedule's stages")
+            stages = with_r(stages, self.choose_uniform_r(method, stages, flops_target))
+        elif any(s.r is None for s in stages):
+            raise ValueError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
+        return VideoSwinPruner(self, method, stages, shifted_windows)
+
+    def choose_uniform_r(self, method: Method, stages: Sequence[Stage], target: float) -> int:
+        """The r (same at every point) whose planned FLOPs ratio is the largest one not above ``target``."""
+        cfg = self.config
+        grid0 = cfg.stage_grids()[0]
+        base = self.macs_unpruned()
+
+        def ratio(r: int) -> float:
+            plan = plan_video_swin(cfg, with_r(stages, r), grid0, method.max_r)
+            return (
+                video_swin_macs(cfg, plan.grids, plan.blocks, _scoring_macs(cfg, method, plan.points)) / base
+            )
+
+        def valid(r: int) -> bool:
+            try:
+                plan_video_swin(cfg, with_r(stages, r), grid0, method.max_r)
+            except ValueError:
+                return False
+            return True
+
+        if not valid(0):
+            plan_video_swin(cfg, with_r(stages, 0), grid0, method.max_r)  # raises the geometry error
+        lo, hi = 0, _volume(cfg.window_size)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if valid(mid) else (lo, mid - 1)
+        r, _ = choose_r_for_target(ratio, range(lo + 1), target)
+        return r
+
+    def macs_unpruned(self) -> int:
+        """MACs of one unpruned clip of the config's size."""
+        cfg = self.config
+        plan = plan_video_swin(cfg, [], cfg.stage_grids()[0])
+        return video_swin_macs(cfg, plan.grids, plan.blocks)
+
+    def example_inputs(
+        self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict:
+        t, h, w = self.config.clip_size
+        return {"x": torch.randn(batch_size, self.config.in_channels, t, h, w, device=device, dtype=dtype)}
+
+    def unpruned_tokens_per_block(self) -> list[int]:
+        return [
+            _volume(g)
+            for g, d in zip(self.config.stage_grids(), self.config.depths, strict=True)
+            for _ in range(d)
+        ]
+
+    def describe(self) -> str:
+        cfg = self.config
+        t, h, w = cfg.clip_size
+        grids = " -> ".join("x".join(map(str, g)) for g in cfg.stage_grids())
+        return (
+            f"VideoSwin: depths {cfg.depths}, {t} frames x {h}x{w}, token grids {grids}, "
+            f"window {'x'.join(map(str, cfg.window_size))}"
+        )
