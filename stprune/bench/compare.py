@@ -24,28 +24,42 @@ __all__ = ["Setting", "Row", "make_settings", "measure_flops_rows", "measure_spe
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration to compare. ``method="none"`` is the unpruned model."""
+    """One configuration to compare. ``method="none"`` is the unpruned model.
+
+    ``options``: model-family options of :func:`stprune.patch` as (name, value) pairs, e.g.
+    ``(("shifted_windows", "static"),)`` for Video Swin.
+    """
 
     method: str = "none"
     r: int | tuple[int, ...] | None = None
     flops_target: float | None = None
     schedule: Any = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
         if self.method == "none":
             return "unpruned"
         if self.flops_target is not None:
-            return f"flops_target={self.flops_target:g}"
-        r = self.r if isinstance(self.r, int) else ",".join(map(str, self.r or ()))
-        return f"r={r}"
+            label = f"flops_target={self.flops_target:g}"
+        else:
+            r = self.r if isinstance(self.r, int) else ",".join(map(str, self.r or ()))
+            label = f"r={r}"
+        return " ".join([label] + [f"{k}={v}" for k, v in self.options])
 
     def patch(self, model: nn.Module) -> None:
         """Patch ``model`` with this setting (no-op for the unpruned setting)."""
         if self.method == "none":
             return
         r = list(self.r) if isinstance(self.r, tuple) else self.r
-        stprune.patch(model, method=self.method, r=r, flops_target=self.flops_target, schedule=self.schedule)
+        stprune.patch(
+            model,
+            method=self.method,
+            r=r,
+            flops_target=self.flops_target,
+            schedule=self.schedule,
+            **dict(self.options),
+        )
 
 
 def make_settings(
@@ -99,13 +113,20 @@ class Row:
 
 
 def meta_twin(model: nn.Module) -> nn.Module | None:
-    """A weightless copy of ``model`` on the meta device (exact FLOP counts, no compute), or None."""
+    """A weightless copy of ``model`` on the meta device (exact FLOP counts, no compute), or None.
+
+    Works for models built from their config alone, ``type(model)(config)``: Hugging Face models
+    and our own (Video Swin). Anything else is counted on the real model.
+    """
     config = getattr(model, "config", None)
-    if config is not None and hasattr(type(model), "config_class"):
+    if config is None:
+        return None
+    try:
         with torch.device("meta"):
             twin = type(model)(copy.deepcopy(config))
-        return twin.eval()
-    return None
+    except (TypeError, ValueError):
+        return None
+    return twin.eval()
 
 
 def measure_flops_rows(model: nn.Module, settings: Sequence[Setting], use_meta: bool = True) -> list[Row]:

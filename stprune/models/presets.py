@@ -1,4 +1,7 @@
-"""Offline model presets: Hugging Face configs of the standard sizes, random weights, no download.
+"""Offline model presets: configs of the standard sizes, random weights, no download.
+
+Hugging Face VideoMAE / ViViT configs, and our Video Swin T/S/B (16 frames x 224^2, Kinetics-400
+head, the clip size of the released checkpoints).
 
 For FLOPs, token counts and speed, weights do not matter; presets make every CLI command work
 on a machine without hub access.
@@ -42,6 +45,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             tubelet_size=[2, 16, 16],
         ),
     ),
+    "video-swin-t": ("video_swin", dict(arch="t")),
+    "video-swin-s": ("video_swin", dict(arch="s")),
+    "video-swin-b": ("video_swin", dict(arch="b")),
 }
 
 
@@ -59,6 +65,11 @@ def build_preset(name: str, num_labels: int = 400) -> nn.Module:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
     family, kwargs = PRESETS[name]
+    if family == "video_swin":
+        from stprune.models.video_swin import video_swin_b, video_swin_s, video_swin_t
+
+        build = {"t": video_swin_t, "s": video_swin_s, "b": video_swin_b}[kwargs["arch"]]
+        return build(num_classes=num_labels).eval()
     if family == "videomae":
         from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
