@@ -448,7 +448,7 @@ class TokenWindows:
             (A = nW * K); else (1 | B, nW * K) index into A of the token in every slot
             (any valid index for an empty slot).
         scatter: (1 | B, A) index into the nW * K slots of every token; ``None`` iff ``gather`` is.
-        bias_index: (1 | B, 1 | nW, K, K) int64 row of :meth:`WindowAttention3d.extended_bias_table`
+        bias_index: (1 | B, 1 | nW, K, K) int32/int64 row of :meth:`WindowAttention3d.extended_bias_table`
             added to the logit of every (query slot, key slot) pair; not (B, 1, ...).
     """
 
@@ -492,14 +492,15 @@ def window_bias_index(
         valid: (..., K) False for empty slots, or None (all filled).
 
     Returns:
-        (..., K, K) int64: ``R``-offset rows for pairs of different regions and row ``2R`` (a
-        huge negative bias) for empty key slots.
+        (..., K, K) int32 (half the memory traffic of int64; these tables are the largest
+        tensors of a pruned block): ``R``-offset rows for pairs of different regions and row
+        ``2R`` (a huge negative bias) for empty key slots.
     """
-    index = relative_index[slot.unsqueeze(-1), slot.unsqueeze(-2)]
+    index = relative_index.to(torch.int32)[slot.unsqueeze(-1), slot.unsqueeze(-2)]
     if region is not None:
-        index = index + table_rows * (region.unsqueeze(-1) != region.unsqueeze(-2))
+        index.add_(region.unsqueeze(-1) != region.unsqueeze(-2), alpha=table_rows)
     if valid is not None:
-        index = index.masked_fill(~valid.unsqueeze(-2), 2 * table_rows)
+        index.masked_fill_(~valid.unsqueeze(-2), 2 * table_rows)
     return index
 
 

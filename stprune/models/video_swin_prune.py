@@ -377,7 +377,8 @@ def token_windows(
     every = per_window == full
     if not layout.is_shifted:
         if every:  # one index for all windows of all clips
-            return TokenWindows(num_windows, full, None, None, rpi[:full, :full].view(1, 1, full, full))
+            index = rpi[:full, :full].to(torch.int32).view(1, 1, full, full)
+            return TokenWindows(num_windows, full, None, None, index)
         _, slot, _ = locate_in_windows(positions, layout.grid, layout.window, (0, 0, 0))
         index = window_bias_index(slot.view(slot.shape[0], num_windows, per_window), rpi, rows)
         return TokenWindows(num_windows, per_window, None, None, index)
