@@ -248,7 +248,8 @@ def resolve_model(
         if given:
             raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to preset {spec!r}")
         model = build_preset(spec)
-        layout = "BCTHW" if not hasattr(model, "config") else "BTCHW"
+        # HF presets take (B, T, C, H, W); our Video Swin (it has a config too) takes (B, C, T, H, W)
+        layout = "BCTHW" if PRESETS[spec][0] == "video_swin" or not hasattr(model, "config") else "BTCHW"
         pre = _preset_preprocessing(model, layout)
         return ResolvedModel(model, pre, f"preset:{spec}", {"kind": "preset", "path": spec})
 
