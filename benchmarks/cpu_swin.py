@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (used by the tests)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/cpu_<model>.json)")
     args = ap.parse_args()
+    if args.quick and not args.threads:
+        args.threads = 1  # small ops: a second thread only waits on a shared machine
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

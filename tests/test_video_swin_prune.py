@@ -9,7 +9,11 @@ STA selection recomputed window by window with a Python loop.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,6 +45,15 @@ TINY = VideoSwinConfig(
     image_size=64,
 )
 R_DEEP = [6, 6, 5, 4, 3, 2]  # per point of the default schedule (after blocks 0, 2, 4, 5, 6, 8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds synchronisation (and waits on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny(seed: int = 0, dtype=torch.float32) -> VideoSwin:
@@ -504,3 +517,50 @@ def test_grid_that_is_not_whole_windows():
     stprune.patch(model, r=1)
     with pytest.raises(ValueError, match=r"not a whole number of .* windows along H, W"):
         run(model, clip(size=72))  # raised by the patch-embedding hook, before any block runs
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI and benchmark plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_presets_and_flops_command(tmp_path):
+    from stprune.cli import main
+    from stprune.models.loading import resolve_model
+
+    out = tmp_path / "f.json"
+    assert main(["flops", "--model", "video-swin-t", "--flops-target", "0.7", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["results"]  # counted on the meta device: the planned bound
+    assert [r["setting"] for r in res] == ["unpruned", "flops_target=0.7"]
+    assert round(res[0]["gflops"], 3) == 43.882 and 0.6 <= res[1]["ratio"] <= 0.7
+    assert res[1]["tokens_per_block"][:2] == [8 * 56 * 56, 64 * 8 * (49 - res[1]["r_per_stage"][0])]
+    with torch.device("meta"):  # the weights do not matter here
+        pre = resolve_model("video-swin-s").preprocessing
+    assert (pre.layout, pre.num_frames, pre.image_size) == ("BCTHW", 16, 224)
+
+
+def test_cpu_benchmark_script_quick_mode(tmp_path):
+    out = tmp_path / "q.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/cpu_swin.py", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())["results"]
+    labels = [r["setting"] for r in res]
+    assert labels == [
+        "unpruned",
+        "unpruned, bias cached",
+        "r=4",
+        "flops_target=0.9",
+        "flops_target=0.9 static",
+    ]
+    base = res[0]["gflops"]
+    assert res[1]["gflops"] == base and all(r["gflops"] < base for r in res[2:])
+    padded, static = res[3], res[4]
+    assert padded["ratio"] < static["ratio"] <= 0.9
+    assert static["ratio"] == pytest.approx(static["planned_ratio"], abs=1e-3)
+    assert all(r["latency_ms"] > 0 for r in res)
