@@ -143,3 +143,15 @@ def test_scoring_macs_counts_the_products():
     with FlopCounterMode(display=False) as fc:
         sta_keep_indices(x, keys, 4, 2)
     assert fc.get_total_flops() == 2 * sta_scoring_macs(9, 4, 2, 5)
+
+
+def test_scoring_ignores_autocast():
+    """Autocast must not lower STA's float32 scoring (it used to fail on a dtype mismatch)."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 4 * 16, 8, generator=gen)
+    keys = torch.randn(2, 4 * 16, 8, generator=gen)
+    plain = sta_keep_indices(x, keys, 4, 5)
+    plain_bf16 = sta_keep_indices(x.bfloat16(), keys.bfloat16(), 4, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(sta_keep_indices(x, keys, 4, 5), plain)
+        assert torch.equal(sta_keep_indices(x.bfloat16(), keys.bfloat16(), 4, 5), plain_bf16)

@@ -13,6 +13,8 @@ sequential part is a cheap recurrence over groups:
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 __all__ = ["semantic_importance", "first_group_keep", "sta_keep_indices", "sta_scoring_macs"]
@@ -60,6 +62,13 @@ def first_group_keep(k: torch.Tensor, r: int) -> torch.Tensor:
     return torch.cat([odd, kept_a], dim=1)
 
 
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Disable autocast on ``device`` (it would run the scoring matmuls in half precision)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()  # e.g. meta: autocast does not apply
+
+
 def sta_keep_indices(
     x: torch.Tensor,
     keys: torch.Tensor,
@@ -81,12 +90,20 @@ def sta_keep_indices(
         order, each group's tokens in the reference order (see ``sta-algorithm.md``).
     """
     b, length, _ = x.shape
+    if r == 0:
+        return torch.arange(length, device=x.device).expand(b, -1)
+    # score in at least float32 (half-precision softmax/topk would change the selection), also
+    # under autocast, which would otherwise run the matmuls below in half precision
+    with _autocast_off(x.device):
+        return _sta_keep_indices(x, keys, groups, r, reverse)
+
+
+def _sta_keep_indices(
+    x: torch.Tensor, keys: torch.Tensor, groups: int, r: int, reverse: bool
+) -> torch.Tensor:
+    b, length, _ = x.shape
     n = length // groups
     device = x.device
-    if r == 0:
-        return torch.arange(length, device=device).expand(b, -1)
-
-    # score in at least float32 (half-precision softmax/topk would change the selection)
     work = torch.promote_types(keys.dtype, torch.float32)
     k = keys.to(work)
     k = (k / k.norm(dim=-1, keepdim=True)).view(b, groups, n, -1)
