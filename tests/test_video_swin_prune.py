@@ -349,6 +349,19 @@ def test_trace_tokens_match_plan_and_what_blocks_see(monkeypatch):
     assert not (s5.mask & ~s4.mask).any()
 
 
+def test_explicit_schedule_and_autocast():
+    model = tiny()
+    # block 5 is a shifted block: its output is still pruned per unshifted window
+    stprune.patch(model, schedule=[(0, 1, 10), (4, 2, 4, True), (5, 1, 6)])
+    run(model, clip())
+    # stage 1: one group of 32 per window, 22 kept x 32 windows; stage 3: 2 windows, 2 x (16 - 4)
+    # = 24 kept, then one group of 24 - 6 = 18
+    assert stprune.last_trace(model).tokens_per_block == [1024, 704, 256, 256, 64, 48, 36, 36, 16, 16]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(clip())
+    assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
+
+
 def test_random_pruning_runs_and_tome_is_refused():
     model = tiny()
     stprune.patch(model, method="random", r=2)

@@ -518,6 +518,8 @@ class VideoSwinPruner:
             if any(p.swin_stage == s and p.stage.r for p in nominal.points):
                 stage.forward = partial(self._run_stage, s)
                 self._replaced.append(stage)
+            else:  # runs dense: only its blocks' costs go into the trace
+                self._handles.append(stage.register_forward_pre_hook(partial(self._dense_stage, s)))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -535,6 +537,12 @@ class VideoSwinPruner:
         self.trace = GridTrace()
         self._ctx = {}
         self.method.start_forward(self._ctx)
+
+    def _dense_stage(self, s: int, module: nn.Module, args: tuple) -> None:
+        if self._current is not None:
+            start = self._global(s, 0)
+            for cost in self._current.blocks[start : start + self.config.depths[s]]:
+                self._record_block(cost)
 
     def _run_stage(self, s: int, x: Tensor) -> Tensor:
         stage = self.model.stages[s]
