@@ -357,6 +357,7 @@ def test_explicit_schedule_and_autocast():
     # stage 1: one group of 32 per window, 22 kept x 32 windows; stage 3: 2 windows, 2 x (16 - 4)
     # = 24 kept, then one group of 24 - 6 = 18
     assert stprune.last_trace(model).tokens_per_block == [1024, 704, 256, 256, 64, 48, 36, 36, 16, 16]
+    assert count_macs(model, {"x": clip()}) == 2 * model._stprune.traced_macs()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(clip())
     assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
