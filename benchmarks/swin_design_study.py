@@ -12,6 +12,9 @@
    and the next stage prunes at its own points. The alternative "a merged token is active if any
    of its 2x2 children is" could only skip merged tokens whose four children were all pruned;
    the script prints that fraction at the end of every Swin stage, for STA and random pruning.
+3. How many operations a forward issues (top-level aten ops in the profiler), unpruned vs pruned:
+   on a machine shared with other jobs every small multi-threaded op may wait on a descheduled
+   thread, so the count says how much a pruned forward is exposed to that.
 
     python benchmarks/swin_design_study.py              # r = 23 (flops_target 0.7), 5 rounds
     python benchmarks/swin_design_study.py --r 16 --threads 1
@@ -177,6 +180,31 @@ def merge_study(model: torch.nn.Module, x: torch.Tensor, rs: list[int]) -> None:
             print(f"| {method} | {r} | " + " | ".join(cells) + " |")
 
 
+def op_count_study(model: torch.nn.Module, x: torch.Tensor, r: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    print("\n3. top-level aten operations per forward\n")
+    print("| model | operations | of which under 1 ms | time in those (ms) |")
+    print("|---|---:|---:|---:|")
+    for label, kwargs in (("unpruned", None), (f"STA r={r}", {"r": r})):
+        if kwargs:
+            stprune.patch(model, **kwargs)
+        with torch.inference_mode():
+            model(x)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                model(x)
+        if kwargs:
+            stprune.unpatch(model)
+        ops = [
+            e
+            for e in prof.events()
+            if e.name.startswith("aten::")
+            and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+        ]
+        small = [e for e in ops if e.cpu_time_total < 1000]
+        print(f"| {label} | {len(ops)} | {len(small)} | {sum(e.cpu_time_total for e in small) / 1e3:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--r", type=int, default=23)
@@ -195,6 +223,7 @@ def main() -> None:
     )
     layouts_study(model, x, args.r, args.rounds)
     merge_study(model, x, args.merge_r)
+    op_count_study(model, x, args.r)
     load = os.getloadavg()
     print(f"\nload average after the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
 
