@@ -27,7 +27,8 @@ Planned FLOPs (``macs``, ``flops_target``) count shifted windows at their full s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -172,7 +173,7 @@ def plan_video_swin(
     config: VideoSwinConfig,
     stages: Sequence[Stage],
     grid0: Sequence[int],
-    max_r: Any = None,
+    max_r: Callable[[int], int] | None = None,
 ) -> SwinPlan:
     """Validate a schedule against the token grid of a clip and count tokens per block.
 
@@ -213,7 +214,8 @@ def plan_video_swin(
                 f"{config.patch_size[1] * 2**s}), ceil(width / {config.patch_size[2] * 2**s})) here: use a "
                 f"clip whose grid is a multiple of the window {config.window_size} (or not larger than it) "
                 f"along every axis, e.g. {config.window_size[0] * config.patch_size[0]} frames of "
-                f"{7 * 32}x{7 * 32}, or move the point to another stage"
+                f"{_whole_window_size(config, 1)}x{_whole_window_size(config, 2)}, or move the point "
+                "to another stage"
             )
         size = window[0] * window[1] * window[2]
         num_windows = (grid[0] // window[0]) * (grid[1] // window[1]) * (grid[2] // window[2])
@@ -236,6 +238,11 @@ def plan_video_swin(
         points.append(SwinPoint(i, st, s, j, grid, window, num_windows, tokens, n, out))
         state[s] = (out, st.groups)
     return SwinPlan(grids, tuple(points), tuple(_planned_costs(config, grids, points)))
+
+
+def _whole_window_size(config: VideoSwinConfig, axis: int) -> int:
+    """A frame height (axis 1) or width (axis 2) whose grid is whole windows at every stage."""
+    return config.window_size[axis] * config.patch_size[axis] * 2 ** (config.num_stages - 1)
 
 
 def _prunable_blocks(config: VideoSwinConfig) -> list[int]:
@@ -281,17 +288,7 @@ def video_swin_macs(
 
     What ``torch.utils.flop_counter.FlopCounterMode`` counts (halved) under the math SDPA kernel.
     """
-    t, h, w = grids[0]
-    total = (
-        t
-        * h
-        * w
-        * config.embed_dim
-        * config.in_channels
-        * config.patch_size[0]
-        * config.patch_size[1]
-        * config.patch_size[2]
-    )
+    total = math.prod(grids[0]) * config.embed_dim * config.in_channels * math.prod(config.patch_size)
     it = iter(blocks)
     for s, depth in enumerate(config.depths):
         dim = config.stage_dim(s)
