@@ -421,3 +421,30 @@ def test_flops_full_size_match_analytic_and_torchvision_docs(build, documented_g
     macs = counted_macs(model, clip)
     assert macs == analytic_macs(model.config, clip.shape)
     assert round(macs / 1e9, 3) == documented_gflops  # torchvision's "_ops" for swin3d_*
+
+
+def test_shifted_bias_cache_is_reused_and_invalidated_by_weight_changes():
+    from stprune.models.video_swin import VideoSwinConfig
+
+    torch.manual_seed(0)
+    cfg = VideoSwinConfig(embed_dim=16, depths=(2,), num_heads=(2,), window_size=(2, 4, 4), num_classes=3)
+    model = VideoSwin(cfg).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    block = model.blocks[1]  # shifted
+    with torch.no_grad():
+        model(x)
+        first = block.__dict__["_bias_cache"][1]
+        model(x)
+        assert block.__dict__["_bias_cache"][1] is first  # reused, not rebuilt
+        block.attn.relative_position_bias_table.add_(
+            torch.randn_like(block.attn.relative_position_bias_table)
+        )
+        edited = model(x)
+    fresh = VideoSwin(cfg).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fresh(x), edited)  # the edit reached the cached bias
+    model.train()
+    model(x).sum().backward()  # training: the bias must carry gradients to the table
+    assert block.attn.relative_position_bias_table.grad is not None
+    assert block.attn.relative_position_bias_table.grad.abs().sum() > 0

@@ -370,6 +370,18 @@ def shift_attention_mask(
     return torch.zeros(differs.shape, device=device, dtype=dtype).masked_fill(differs, SHIFT_MASK_VALUE)
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_shift_mask(
+    padded: tuple[int, ...],
+    window: tuple[int, ...],
+    shift: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """:func:`shift_attention_mask`, memoised (it depends on geometry only; never modified in place)."""
+    return shift_attention_mask(padded, window, shift, device=device, dtype=dtype)
+
+
 def window_attention(
     windows: Tensor,
     qkv_weight: Tensor,
@@ -696,14 +708,26 @@ class VideoSwinBlock(nn.Module):
     def attention_bias(self, layout: WindowLayout, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Relative position bias plus, for shifted windows, the shift mask.
 
-        Returns (1, heads, N, N) without shift, (nW, heads, N, N) with shift.
+        Returns (1, heads, N, N) without shift, (nW, heads, N, N) with shift. At inference (no
+        gradient needed for the bias table) the shifted bias of the last layout is cached: it
+        costs about a third of a stage-1 shifted block to rebuild. The cache key holds the
+        table's version counter, so loading or editing weights invalidates it.
         """
+        if not layout.is_shifted:
+            return self.attn.relative_position_bias(layout.window_tokens).to(dtype)
+        table = self.attn.relative_position_bias_table
+        cacheable = (
+            not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling()
+        )
+        key = (layout, dtype, torch.device(device), table._version, table.data_ptr())
+        cached = self.__dict__.get("_bias_cache")
+        if cacheable and cached is not None and cached[0] == key:
+            return cached[1]
         bias = self.attn.relative_position_bias(layout.window_tokens).to(dtype)
-        if layout.is_shifted:
-            mask = shift_attention_mask(
-                layout.padded, layout.window, layout.shift, device=device, dtype=dtype
-            )
-            bias = bias + mask.unsqueeze(1)
+        mask = _cached_shift_mask(layout.padded, layout.window, layout.shift, torch.device(device), dtype)
+        bias = bias + mask.unsqueeze(1)
+        if cacheable:
+            self.__dict__["_bias_cache"] = (key, bias)
         return bias
 
     @staticmethod
