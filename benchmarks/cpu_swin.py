@@ -5,14 +5,8 @@ unpruned and STA at r in {8, 16, 23} and flops_target 0.7 with the default padde
 shifted windows, plus flops_target 0.7 with the static layout. Settings are timed interleaved
 over several rounds so that load drift on a shared machine hits all alike.
 
-Two unpruned references are timed:
-
-* ``unpruned``: the model as it is. Its shifted-window blocks rebuild their (nW, heads, N, N)
-  attention bias (relative position bias + shift mask) on every forward; pruned blocks never
-  build it (they gather the bias of the pairs they attend).
-* ``unpruned, bias cached``: the same model with every block's attention bias computed once
-  (outputs bit-identical; valid at inference with fixed weights and clip size). The speed-up
-  against it is what pruning gains over an unpruned model without that overhead.
+The unpruned reference is the model as it is, which caches its shifted-window attention bias
+at inference (so the speed-ups are against an unpruned model without that overhead).
 
 GFLOPs are counted on the real model with FlopCounterMode (math SDPA, 1 MAC = 1 FLOP) for one
 clip: with the padded layout they depend on the data (the padded size of shifted windows), so
@@ -48,46 +42,23 @@ from stprune.bench.report import compact_tokens
 from stprune.bench.speed import measure_speed
 from stprune.models import VideoSwin, VideoSwinConfig, get_adapter
 from stprune.models.loading import load_model
-from stprune.models.video_swin import VideoSwinBlock
 
 
 @dataclass
 class Variant:
     label: str
     patch: dict | None  # stprune.patch kwargs, None: unpruned
-    cached_bias: bool = False
-
-
-@contextlib.contextmanager
-def cached_attention_bias() -> Iterator[None]:
-    """Compute every dense block's attention bias once (keyed by block, layout, dtype, device)."""
-    original = VideoSwinBlock.attention_bias
-    cache: dict = {}
-
-    def cached(self, layout, dtype, device):  # noqa: ANN001, ANN202 - same signature as the method
-        key = (id(self), layout, dtype, device)
-        if key not in cache:
-            cache[key] = original(self, layout, dtype, device)
-        return cache[key]
-
-    VideoSwinBlock.attention_bias = cached
-    try:
-        yield
-    finally:
-        VideoSwinBlock.attention_bias = original
 
 
 @contextlib.contextmanager
 def applied(model: torch.nn.Module, v: Variant) -> Iterator[None]:
-    ctx = cached_attention_bias() if v.cached_bias else contextlib.nullcontext()
-    with ctx:
-        if v.patch is not None:
-            stprune.patch(model, **v.patch)
-        try:
-            yield
-        finally:
-            if stprune.is_patched(model):
-                stprune.unpatch(model)
+    if v.patch is not None:
+        stprune.patch(model, **v.patch)
+    try:
+        yield
+    finally:
+        if stprune.is_patched(model):
+            stprune.unpatch(model)
 
 
 def count_per_stage(model: torch.nn.Module, inputs: dict) -> tuple[list[float], float]:
@@ -130,7 +101,7 @@ def main() -> None:
     inputs = adapter.example_inputs(args.batch_size)
     one = {k: v[:1] for k, v in inputs.items()}
 
-    variants = [Variant("unpruned", None), Variant("unpruned, bias cached", None, cached_bias=True)]
+    variants = [Variant("unpruned", None)]
     variants += [Variant(f"r={r}", {"r": r}) for r in args.r]
     for t in args.flops_target:
         variants.append(Variant(f"flops_target={t:g}", {"flops_target": t}))
@@ -171,9 +142,7 @@ def main() -> None:
         row["latency_ms_per_round"] = [round(t, 1) for t in times[i]]
     for row in rows:
         row["speedup"] = round(rows[0]["latency_ms"] / row["latency_ms"], 3)
-        row["speedup_vs_bias_cached"] = round(rows[1]["latency_ms"] / row["latency_ms"], 3)
         row["efficiency"] = round(row["speedup"] * row["ratio"], 3)
-        row["efficiency_vs_bias_cached"] = round(row["speedup_vs_bias_cached"] * row["ratio"], 3)
 
     load = os.getloadavg()
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
@@ -186,9 +155,9 @@ def main() -> None:
     head = " | ".join(f"stage {i + 1}" for i in range(n_stages))
     print(
         f"| setting | r per point | GFLOPs {head} | GFLOPs | ratio | planned ratio | latency (ms) "
-        "| speed-up | vs bias cached | 1/ratio | speed-up x ratio | tokens per block |"
+        "| speed-up | 1/ratio | speed-up x ratio | tokens per block |"
     )
-    print("|---|---|" + "---:|" * (n_stages + 8) + "---|")
+    print("|---|---|" + "---:|" * (n_stages + 7) + "---|")
     for row in rows:
         cells = [
             row["setting"],
@@ -199,9 +168,8 @@ def main() -> None:
             f"{row['planned_ratio']:.3f}",
             f"{row['latency_ms']:.0f}",
             f"{row['speedup']:.2f}x",
-            f"{row['speedup_vs_bias_cached']:.2f}x",
             f"{1 / row['ratio']:.2f}x",
-            f"{row['efficiency']:.2f} ({row['efficiency_vs_bias_cached']:.2f})",
+            f"{row['efficiency']:.2f}",
             compact_tokens(row["tokens_per_block"]),
         ]
         print("| " + " | ".join(cells) + " |")
