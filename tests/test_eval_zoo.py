@@ -224,37 +224,36 @@ def test_demo_integration_point():
         assert resolved.preprocessing.num_frames == resolved.model.config.num_frames
 
 
-class _FakeSwin(torch.nn.Module):
-    """Stands in for stprune's VideoSwin: takes (B, C, T, H, W), returns (B, 3) logits."""
+@pytest.fixture(scope="module")
+def swin_t_checkpoint(tmp_path_factory):
+    """A real Swin-T checkpoint in torchvision's layout (random weights, 3 classes)."""
+    from stprune.models import video_swin_t
+    from stprune.models.video_swin_weights import export_state_dict
 
-    def __init__(self):
-        super().__init__()
-        self.head = torch.nn.Linear(3, 3)
-
-    def forward(self, x):
-        assert x.shape[1] == 3, "channels must come second"
-        return self.head(x.mean(dim=(2, 3, 4)))
+    torch.manual_seed(0)
+    model = video_swin_t(num_classes=3).eval()
+    path = tmp_path_factory.mktemp("swin") / "swin3d_t.pth"
+    torch.save(export_state_dict(model, "torchvision"), path)
+    return path, model
 
 
-def test_video_swin_integration(tmp_path, monkeypatch):
-    import stprune.models
+def test_video_swin_checkpoint_resolves_with_its_test_clip(swin_t_checkpoint):
+    import stprune
 
-    seen = []
-
-    def fake_loader(path):
-        seen.append(path)
-        return _FakeSwin()
-
-    monkeypatch.setattr(stprune.models, "load_video_swin", fake_loader, raising=False)
-    ckpt = tmp_path / "swin.pth"
-    torch.save({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(3, 2)}, ckpt)
+    ckpt, original = swin_t_checkpoint
     resolved = resolve_model(str(ckpt))
     pre = resolved.preprocessing
-    assert seen == [ckpt] and (pre.layout, pre.num_frames, pre.image_size) == ("BCTHW", 32, 224)
-    out = resolved.logits(torch.zeros(2, 4, 3, 8, 8))  # eval hands (B, T, C, H, W) views
-    assert out.shape == (2, 3)
-    small = resolve_model(str(ckpt), num_frames=8, image_size=64).preprocessing
-    assert (small.num_frames, small.image_size) == (8, 64)
+    assert (pre.layout, pre.num_frames, pre.image_size) == ("BCTHW", 32, 224)
+    assert (resolved.model.config.num_frames, resolved.model.config.image_size) == (32, (224, 224))
+    views = torch.randn(2, 4, 3, 32, 32)  # eval hands (B, T, C, H, W) views
+    with torch.no_grad():
+        assert torch.equal(resolved.logits(views), original(views.transpose(1, 2)))
+    # pruning plans refer to the clip the model is set up for: 32 frames -> 16 temporal slots
+    stprune.patch(resolved.model, r=8)
+    assert stprune.patch_info(resolved.model).plan.tokens_per_block[0] == 16 * 56 * 56
+    small = resolve_model(str(ckpt), num_frames=8, image_size=64)
+    assert (small.preprocessing.num_frames, small.preprocessing.image_size) == (8, 64)
+    assert small.model.config.num_frames == 8
     with pytest.raises(ValueError, match="num_heads"):
         resolve_model(str(ckpt), num_heads=4)
 

@@ -190,22 +190,21 @@ _SWIN_DEFAULT = {"image_size": 224, "num_frames": 32, "layout": "BCTHW"}
 
 
 def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None = None) -> ResolvedModel:
-    # --- integration point: stprune.models.load_video_swin (being written by the Swin helper) -----
-    # Expected: load_video_swin(path) -> nn.Module taking (B, C, T, H, W); optional attribute
-    # ``stprune_meta`` (dict with image_size / num_frames / image_mean / image_std / layout).
-    try:
-        from stprune.models import load_video_swin  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise NotImplementedError(
-            f"{str(path)!r} looks like a Video Swin checkpoint, but stprune.models.load_video_swin "
-            "does not exist in this build yet"
-        ) from e
+    """A Video Swin checkpoint (torchvision or official layout), set up for its test clip size."""
+    import dataclasses
+
+    from stprune.models import load_video_swin
+
     model = load_video_swin(path)
     meta = {**_SWIN_DEFAULT, **dict(getattr(model, "stprune_meta", None) or {})}
     if num_frames is not None:
         meta["num_frames"] = num_frames
     if image_size is not None:
         meta["image_size"] = image_size
+    # the config's clip size is what pruning plans (patch_info, flops_target) refer to
+    model.config = dataclasses.replace(
+        model.config, num_frames=int(meta["num_frames"]), image_size=int(meta["image_size"])
+    )
     pre = Preprocessing(
         image_size=int(meta["image_size"]),
         num_frames=int(meta["num_frames"]),
