@@ -202,32 +202,28 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from stprune.eval.runner import run_eval
 
-    try:
-        summary = run_eval(
-            model=args.model,
-            data=args.data,
-            out=args.out,
-            root=args.root,
-            protocol=args.protocol,
-            views=args.views,
-            sampling_rate=args.sampling_rate,
-            r=args.r,
-            flops_target=args.flops_target,
-            method=args.method,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            device=args.device,
-            limit=args.limit,
-            overwrite=args.overwrite,
-            num_heads=args.num_heads,
-            num_frames=args.num_frames,
-            image_size=args.image_size,
-            precision=args.precision,
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError, NotImplementedError) as e:
-        print(f"stprune eval: error: {e}", file=sys.stderr)
-        return 2
+    summary = run_eval(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        root=args.root,
+        protocol=args.protocol,
+        views=args.views,
+        sampling_rate=args.sampling_rate,
+        r=args.r,
+        flops_target=args.flops_target,
+        method=args.method,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        limit=args.limit,
+        overwrite=args.overwrite,
+        num_heads=args.num_heads,
+        num_frames=args.num_frames,
+        image_size=args.image_size,
+        precision=args.precision,
+        progress=not args.no_progress,
+    )
     if summary is None:  # not rank 0
         return 0
 
@@ -242,6 +238,86 @@ def _run_eval(args: argparse.Namespace) -> int:
     if summary["gflops_per_view"] is not None:
         print(f"GFLOPs per view: {summary['gflops_per_view']:.4g}")
     print(f"results: {args.out}/summary.json, {args.out}/predictions.jsonl")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="offline demo: the bundled trained model, accuracy vs GFLOPs of STA, ToMe and random pruning",
+    )
+    p.add_argument("--fast", action="store_true", help="a quick smoke run: 48 clips, one FLOPs target")
+    p.add_argument("--clips", type=int, default=None, help="validation clips (default 500; 48 with --fast)")
+    p.add_argument(
+        "--targets",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="X",
+        help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6 0.5)",
+    )
+    p.add_argument(
+        "--methods", nargs="+", default=["sta", "tome", "random"], choices=["sta", "tome", "random"]
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PATH", help="save the accuracy-vs-GFLOPs curve as PNG")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from stprune.demo.benchmark import DEFAULT_TARGETS, FAST_TARGETS, main_demo
+
+    clips = args.clips or (48 if args.fast else 500)
+    targets = args.targets or (FAST_TARGETS if args.fast else DEFAULT_TARGETS)
+    main_demo(
+        clips,
+        targets,
+        args.methods,
+        args.batch_size,
+        args.threads,
+        args.json,
+        args.plot,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
+    from stprune.models.loading import MODEL_HELP
+
+    p = sub.add_parser("show", help="draw which tokens are kept at every pruning stage")
+    p.add_argument("--model", default="demo", help=MODEL_HELP)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--clip", type=int, default=None, help="validation clip index of the demo task (--model demo)"
+    )
+    src.add_argument("--video", default=None, help="a video file (PyAV), frames spread over its length")
+    p.add_argument("--method", default="sta", choices=["sta", "random"])
+    p.add_argument(
+        "--r", type=int, nargs="+", default=None, help="tokens dropped per group (one or per stage)"
+    )
+    p.add_argument("--flops-target", type=float, default=None, help="FLOPs ratio (default 0.5 when no --r)")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.set_defaults(func=_run_show)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from stprune.demo.show import show
+
+    r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
+    out = show(
+        args.model,
+        args.out,
+        clip=args.clip,
+        video=args.video,
+        method=args.method,
+        r=r,
+        flops_target=args.flops_target,
+    )
+    print(f"wrote {out}")
     return 0
 
 
@@ -265,9 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stprune`` command; returns the process exit code."""
+    """Entry point of the ``stprune`` command; returns the process exit code.
+
+    Bad settings (ValueError, TypeError, NotImplementedError, a missing file) print one line
+    ``stprune <command>: error: ...`` and return 2, like argparse's own usage errors.
+    """
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, NotImplementedError, FileNotFoundError) as err:
+        print(f"stprune {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
