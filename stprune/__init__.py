@@ -1,3 +1,25 @@
-"""stprune: training-free spatio-temporal token pruning (STA) for video transformers."""
+"""stprune: training-free spatio-temporal token pruning (STA) for video transformers.
+
+import stprune
+stprune.patch(model, method="sta", r=64)   # in place, returns model
+stprune.unpatch(model)                      # back to the original
+"""
+
+from stprune.api import PatchInfo, is_patched, last_trace, patch, patch_info, unpatch
+from stprune.core.schedule import Stage
+from stprune.engine import StageTrace, Trace
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "patch",
+    "unpatch",
+    "is_patched",
+    "patch_info",
+    "last_trace",
+    "PatchInfo",
+    "Stage",
+    "Trace",
+    "StageTrace",
+    "__version__",
+]

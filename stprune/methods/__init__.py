@@ -1,1 +1,22 @@
-"""stprune.methods."""
+"""Token-reduction methods, one per file, all with the :class:`Method` interface."""
+
+from __future__ import annotations
+
+from stprune.methods.base import IndexPruningMethod, Method
+from stprune.methods.random import RandomPruning
+from stprune.methods.sta import STA
+from stprune.methods.tome import ToMe
+
+__all__ = ["Method", "IndexPruningMethod", "STA", "ToMe", "RandomPruning", "METHODS", "get_method"]
+
+#: name -> class of every available method
+METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning)}
+
+
+def get_method(method: str | Method) -> Method:
+    """A method instance from its name (``"sta"``, ...) or an instance."""
+    if isinstance(method, Method):
+        return method
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[method]()

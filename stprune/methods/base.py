@@ -1,0 +1,72 @@
+"""The interface every token-reduction method implements.
+
+A method sees tokens, keys and a :class:`~stprune.core.schedule.Stage`; it never knows which
+model it runs in. The engine (``stprune.engine``) calls :meth:`Method.reduce` at every pruning
+point and keeps the bookkeeping (traces, token positions).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from stprune.core.schedule import Stage
+from stprune.core.tokens import gather_tokens
+
+__all__ = ["Method", "IndexPruningMethod"]
+
+
+class Method(ABC):
+    """A training-free token-reduction method applied at the stages of a schedule."""
+
+    name: ClassVar[str]
+    #: keeps ``ctx["size"]`` (B, L, 1): how many input tokens each token stands for (merging)
+    tracks_size: ClassVar[bool] = False
+    #: the schedule used when ``patch(..., schedule=None)``
+    default_schedule: ClassVar[str] = "paper"
+
+    def max_r(self, n: int) -> int:
+        """Largest r allowed for a group of ``n`` tokens (default: ceil(n / 2))."""
+        return (n + 1) // 2
+
+    def scoring_macs(self, n: int, groups: int, r: int, key_dim: int) -> int:
+        """Matrix-product MACs the method itself spends at one stage, per sample."""
+        return 0
+
+    def start_forward(self, ctx: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Called once per model forward before the first stage; ``ctx`` is per-forward scratch."""
+
+    @abstractmethod
+    def reduce(
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Reduce the prunable tokens of one stage.
+
+        Args:
+            x: (B, L, C) block output, protected tokens excluded.
+            keys: (B, L, d) head-averaged keys of the same block.
+            stage: the stage (groups, r, reverse); ``r > 0``.
+            ctx: per-forward scratch shared by the stages of one forward.
+
+        Returns:
+            (B, L', C) reduced tokens and, for pruning methods, (B, L') int64 indices into L
+            of the tokens kept (``None`` for methods that merge tokens).
+        """
+
+
+class IndexPruningMethod(Method):
+    """A method that keeps a subset of tokens (no merging): implement :meth:`keep_indices`."""
+
+    @abstractmethod
+    def keep_indices(
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+    ) -> torch.Tensor:
+        """(B, L') int64 indices into L of the kept tokens, in output order."""
+
+    def reduce(
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.keep_indices(x, keys, stage, ctx)
+        return gather_tokens(x, idx), idx

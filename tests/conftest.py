@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny models built from configs with random weights (no downloads)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+    VideoMAEModel,
+    VivitConfig,
+    VivitForVideoClassification,
+)
+
+
+def tiny_videomae(
+    depth: int = 6,
+    frames: int = 16,
+    image: int = 64,
+    hidden: int = 32,
+    heads: int = 2,
+    labels: int = 5,
+    seed: int = 0,
+    base: bool = False,
+) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cfg = VideoMAEConfig(
+        image_size=image,
+        patch_size=16,
+        num_frames=frames,
+        tubelet_size=2,
+        hidden_size=hidden,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        num_labels=labels,
+        layer_norm_eps=1e-6,
+    )
+    model = VideoMAEModel(cfg) if base else VideoMAEForVideoClassification(cfg)
+    return model.eval()
+
+
+def tiny_vivit(
+    depth: int = 6,
+    frames: int = 16,
+    image: int = 64,
+    hidden: int = 32,
+    heads: int = 2,
+    labels: int = 5,
+    seed: int = 0,
+) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cfg = VivitConfig(
+        image_size=image,
+        num_frames=frames,
+        tubelet_size=[2, 16, 16],
+        hidden_size=hidden,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        num_labels=labels,
+    )
+    return VivitForVideoClassification(cfg).eval()
+
+
+def clip(
+    batch: int = 2, frames: int = 16, image: int = 64, seed: int = 0, dtype=torch.float32
+) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, frames, 3, image, image, generator=g).to(dtype)
+
+
+@pytest.fixture
+def videomae():
+    return tiny_videomae()
+
+
+@pytest.fixture
+def vivit():
+    return tiny_vivit()
