@@ -99,13 +99,10 @@ def render_clip(
     label: int,
     num_frames: int = NUM_FRAMES,
     size: int = FRAME_SIZE,
-    motion_override: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Draw one clip of class ``label`` with randomness from ``rng``.
-
-    Returns frames (num_frames, size, size, 3) uint8. ``motion_override`` (tests only) replaces the
-    target's per-frame displacement ``(dx, dy)`` in pixels, keeping everything else.
-    """
+    """Draw one clip of class ``label`` with randomness from ``rng``: frames (num_frames, size, size, 3)
+    uint8. Labels differing only in direction consume the same random numbers, so the same ``rng``
+    state gives the same scene with the target travelling another way."""
     _check_label(label)
     if num_frames < 2:
         raise ValueError(f"num_frames must be >= 2, got {num_frames}")
@@ -140,12 +137,9 @@ def render_clip(
     # drawn so the whole path stays inside the frame.
     _, shape, base_colour = KINDS[kind]
     radius = float(rng.uniform(10.0, 15.0))
-    if motion_override is None:
-        speed = float(rng.uniform(1.5, 3.5))
-        step = np.asarray(MOTIONS[motion][1], dtype=np.float32) * speed
-        step += rng.uniform(-0.15, 0.15, size=2).astype(np.float32) * speed  # slightly off-axis
-    else:
-        step = np.asarray(motion_override, dtype=np.float32)
+    speed = float(rng.uniform(1.5, 3.5))
+    step = np.asarray(MOTIONS[motion][1], dtype=np.float32) * speed
+    step += rng.uniform(-0.15, 0.15, size=2).astype(np.float32) * speed  # slightly off-axis
     half_path = np.abs(step) * (num_frames - 1) / 2.0
     lo = radius + 1.0 + half_path
     hi = size - radius - 1.0 - half_path
