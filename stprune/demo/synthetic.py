@@ -2,10 +2,12 @@
 
 Every clip shows one large *target* object (its kind = colour + shape) moving in a straight line in
 one of four directions over a textured background that stays still or pans slowly, with a few
-small muted distractor objects that move with the background, per-frame brightness flicker and
-sensor noise. The class is ``kind * NUM_MOTIONS + motion``: the kind can be read from any frame,
-but the direction only from several (the target's position is random, so one frame says little
-about where it is heading), so a classifier needs both appearance and motion. Most of each frame is background
+small muted distractor objects that move with the background, in half of the clips a small *decoy*
+of another kind moving its own way, per-frame brightness flicker and sensor noise. The class is
+``kind * NUM_MOTIONS + motion``: the kind can be read from any frame, but the direction only from
+several (the target's position is random, so one frame says little about where it is heading),
+and it must be bound to the large object, not the decoy: a classifier needs both appearance and
+motion. Most of each frame is background
 that repeats from frame to frame, so the task has the temporal redundancy token pruning exploits.
 
 Clip ``i`` of a split is a pure function of ``(split, seed, i)``: its random generator is seeded
@@ -133,29 +135,22 @@ def render_clip(
         shape = _DISTRACTOR_SHAPES[int(rng.integers(len(_DISTRACTOR_SHAPES)))]
         _draw(frames, shape, cx, cy, radius, colour)
 
-    # Target: kind fixes colour and shape; motion fixes the direction. Its mid-clip position is
-    # drawn so the whole path stays inside the frame.
-    _, shape, base_colour = KINDS[kind]
-    radius = float(rng.uniform(10.0, 15.0))
-    speed = float(rng.uniform(1.5, 3.5))
-    step = np.asarray(MOTIONS[motion][1], dtype=np.float32) * speed
-    step += rng.uniform(-0.15, 0.15, size=2).astype(np.float32) * speed  # slightly off-axis
-    half_path = np.abs(step) * (num_frames - 1) / 2.0
-    lo = radius + 1.0 + half_path
-    hi = size - radius - 1.0 - half_path
-    mid = np.array(
-        [rng.uniform(lo[d], hi[d]) if hi[d] > lo[d] else size / 2.0 for d in range(2)], dtype=np.float32
-    )
-    cx = mid[0] + step[0] * tc
-    cy = mid[1] + step[1] * tc
-    colour = np.clip(np.asarray(base_colour, np.float32) + rng.uniform(-20, 20, size=3), 0, 255)
-    _draw(frames, shape, cx, cy, radius, colour)
+    # Decoy (half of the clips): a small copy of another kind, moving its own way at its own speed,
+    # so neither "which colour is present" nor "which way does something move" gives the label;
+    # the direction must be bound to the large object.
+    if rng.random() < 0.5:
+        decoy_kind = (kind + int(rng.integers(1, len(KINDS)))) % len(KINDS)
+        decoy_dir = MOTIONS[int(rng.integers(NUM_MOTIONS))][1]
+        _draw_mover(frames, rng, decoy_kind, decoy_dir, (4.5, 6.5), (0.7, 3.5), tc)
+
+    # Target: kind fixes colour and shape; motion fixes the direction.
+    _draw_mover(frames, rng, kind, MOTIONS[motion][1], (8.5, 14.0), (0.7, 3.5), tc)
 
     # Per-frame brightness flicker and sensor noise.
     gain = (1.0 + rng.normal(0.0, 0.02, size=num_frames)).astype(np.float32)
     frames *= gain[:, None, None, None]
     # Luminance noise, the same on the three channels.
-    sigma = float(rng.uniform(2.0, 7.0))
+    sigma = float(rng.uniform(3.0, 10.0))
     count = num_frames * size * size
     bank = _noise_bank()
     if count > bank.size:
@@ -170,6 +165,34 @@ def _noise_bank() -> np.ndarray:
     """A fixed bank of standard-normal samples (float32); each clip reads its noise from a random
     offset in it, which is ~10x cheaper than drawing fresh normals and just as deterministic."""
     return np.random.Generator(np.random.PCG64(0x5EED)).standard_normal(1 << 21, dtype=np.float32)
+
+
+def _draw_mover(
+    frames: np.ndarray,
+    rng: np.random.Generator,
+    kind: int,
+    direction: tuple[int, int],
+    radius_range: tuple[float, float],
+    speed_range: tuple[float, float],
+    tc: np.ndarray,
+) -> None:
+    """Draw an object of ``kind`` moving along ``direction`` (unit (dx, dy)) into ``frames``
+    (T, H, W, 3) float32, at ``tc`` (T,) frame times relative to the clip middle. Size and speed are
+    drawn from the ranges; the mid-clip position so that the whole path stays inside the frame."""
+    size = frames.shape[1]
+    _, shape, base_colour = KINDS[kind]
+    radius = float(rng.uniform(*radius_range))
+    speed = float(rng.uniform(*speed_range))
+    step = np.asarray(direction, dtype=np.float32) * speed
+    step += rng.uniform(-0.15, 0.15, size=2).astype(np.float32) * speed  # slightly off-axis
+    half_path = np.abs(step) * float(tc.max())
+    lo = radius + 1.0 + half_path
+    hi = size - radius - 1.0 - half_path
+    mid = np.array(
+        [rng.uniform(lo[d], hi[d]) if hi[d] > lo[d] else size / 2.0 for d in range(2)], dtype=np.float32
+    )
+    colour = np.clip(np.asarray(base_colour, np.float32) + rng.uniform(-30, 30, size=3), 0, 255)
+    _draw(frames, shape, mid[0] + step[0] * tc, mid[1] + step[1] * tc, radius, colour)
 
 
 def _check_label(label: int) -> None:
