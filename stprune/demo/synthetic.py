@@ -2,7 +2,7 @@
 
 Every clip shows one large *target* object (its kind = colour + shape) moving in a straight line in
 one of four directions over a textured background that stays still or pans slowly, with a few
-small muted distractor objects that move with the background, in half of the clips a small *decoy*
+small muted distractor objects that move with the background, in 40% of the clips a small *decoy*
 of another kind moving its own way, per-frame brightness flicker and sensor noise. The class is
 ``kind * NUM_MOTIONS + motion``: the kind can be read from any frame, but the direction only from
 several (the target's position is random, so one frame says little about where it is heading),
@@ -135,22 +135,22 @@ def render_clip(
         shape = _DISTRACTOR_SHAPES[int(rng.integers(len(_DISTRACTOR_SHAPES)))]
         _draw(frames, shape, cx, cy, radius, colour)
 
-    # Decoy (half of the clips): a small copy of another kind, moving its own way at its own speed,
+    # Decoy (40% of the clips): a small copy of another kind, moving its own way at its own speed,
     # so neither "which colour is present" nor "which way does something move" gives the label;
     # the direction must be bound to the large object.
-    if rng.random() < 0.5:
+    if rng.random() < 0.4:
         decoy_kind = (kind + int(rng.integers(1, len(KINDS)))) % len(KINDS)
         decoy_dir = MOTIONS[int(rng.integers(NUM_MOTIONS))][1]
-        _draw_mover(frames, rng, decoy_kind, decoy_dir, (4.5, 6.5), (0.7, 3.5), tc)
+        _draw_mover(frames, rng, decoy_kind, decoy_dir, (4.5, 6.5), (1.5, 3.5), tc)
 
     # Target: kind fixes colour and shape; motion fixes the direction.
-    _draw_mover(frames, rng, kind, MOTIONS[motion][1], (8.5, 14.0), (0.7, 3.5), tc)
+    _draw_mover(frames, rng, kind, MOTIONS[motion][1], (10.0, 15.0), (1.5, 3.5), tc)
 
     # Per-frame brightness flicker and sensor noise.
     gain = (1.0 + rng.normal(0.0, 0.02, size=num_frames)).astype(np.float32)
     frames *= gain[:, None, None, None]
     # Luminance noise, the same on the three channels.
-    sigma = float(rng.uniform(3.0, 10.0))
+    sigma = float(rng.uniform(2.0, 8.0))
     count = num_frames * size * size
     bank = _noise_bank()
     if count > bank.size:
@@ -191,7 +191,7 @@ def _draw_mover(
     mid = np.array(
         [rng.uniform(lo[d], hi[d]) if hi[d] > lo[d] else size / 2.0 for d in range(2)], dtype=np.float32
     )
-    colour = np.clip(np.asarray(base_colour, np.float32) + rng.uniform(-30, 30, size=3), 0, 255)
+    colour = np.clip(np.asarray(base_colour, np.float32) + rng.uniform(-25, 25, size=3), 0, 255)
     _draw(frames, shape, mid[0] + step[0] * tc, mid[1] + step[1] * tc, radius, colour)
 
 
