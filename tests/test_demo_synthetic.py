@@ -123,3 +123,20 @@ def test_bad_arguments_raise():
         generate_clip(0, "val", -3)
     with pytest.raises(ValueError, match="label"):
         render_clip(clip_rng(0), NUM_CLASSES)
+
+
+def test_some_clips_hold_a_moving_decoy_of_another_kind():
+    # A decoy shows up as saturated pixels of a colour that is not the target's.
+    with_decoy = 0
+    for i in range(30):
+        frames, label = generate_clip(i, "val", 0)
+        kind, _ = kind_and_motion(label)
+        f = frames.astype(int)
+        for other in range(len(KINDS)):
+            if other == kind:
+                continue
+            ch = {"red": 0, "green": 1, "blue": 2}[KINDS[other][0]]
+            rest = [c for c in range(3) if c != ch]
+            if ((f[..., ch] - np.maximum(f[..., rest[0]], f[..., rest[1]]) > 60).sum(axis=(1, 2)) > 20).all():
+                with_decoy += 1
+    assert 3 <= with_decoy <= 27
