@@ -3,13 +3,13 @@ layout (T, C, H, W)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stprune.demo.synthetic import DEFAULT_VAL_SEED, SPLITS, generate_clip
+from stprune.demo.synthetic import DECOY_PROB, DEFAULT_VAL_SEED, SPLITS, generate_clip
 
 #: Normalisation used by the bundled demo model (the ImageNet statistics VideoMAE uses).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -41,6 +41,8 @@ class SyntheticVideoDataset(Dataset):
 
     Item ``i`` is ``{"pixel_values": float32 (T, 3, H, W), "labels": int64 scalar}``; it depends only
     on ``(split, seed, i)``, so any batch size, sampler or worker count sees identical clips.
+    ``decoy_prob`` is the share of clips with a decoy, or a function of the clip index giving it (a
+    training curriculum); leave the default for the validation task.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class SyntheticVideoDataset(Dataset):
         seed: int = DEFAULT_VAL_SEED,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        decoy_prob: float | Callable[[int], float] = DECOY_PROB,
     ) -> None:
         if not isinstance(num, int) or num < 1:
             raise ValueError(f"num must be an integer >= 1, got {num!r}")
@@ -60,6 +63,7 @@ class SyntheticVideoDataset(Dataset):
         self.seed = seed
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
+        self.decoy_prob = decoy_prob
 
     def __len__(self) -> int:
         return self.num
@@ -68,7 +72,8 @@ class SyntheticVideoDataset(Dataset):
         if not -self.num <= index < self.num:
             raise IndexError(f"index {index} out of range for a dataset of {self.num} clips")
         index = index % self.num
-        frames, label = generate_clip(index, self.split, self.seed)
+        p = self.decoy_prob(index) if callable(self.decoy_prob) else self.decoy_prob
+        frames, label = generate_clip(index, self.split, self.seed, decoy_prob=p)
         return {
             "pixel_values": frames_to_pixel_values(frames, self.mean, self.std),
             "labels": torch.tensor(label, dtype=torch.long),

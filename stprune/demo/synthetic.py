@@ -50,6 +50,8 @@ CLASS_NAMES: tuple[str, ...] = tuple(
 SPLITS: dict[str, int] = {"train": 1, "val": 2}
 DEFAULT_TRAIN_SEED = 0
 DEFAULT_VAL_SEED = 0
+#: Share of clips that hold a decoy (the validation task; training may ramp up to it).
+DECOY_PROB = 0.4
 
 _DISTRACTOR_SHAPES = ("disk", "square", "triangle", "diamond")
 
@@ -78,10 +80,16 @@ def clip_rng(index: int, split: str = "val", seed: int = DEFAULT_VAL_SEED) -> np
     )
 
 
-def generate_clip(index: int, split: str = "val", seed: int = DEFAULT_VAL_SEED) -> tuple[np.ndarray, int]:
-    """Clip ``index`` of ``split``: frames (T, H, W, 3) uint8 with T = 16, H = W = 96, and its label."""
+def generate_clip(
+    index: int, split: str = "val", seed: int = DEFAULT_VAL_SEED, decoy_prob: float = DECOY_PROB
+) -> tuple[np.ndarray, int]:
+    """Clip ``index`` of ``split``: frames (T, H, W, 3) uint8 with T = 16, H = W = 96, and its label.
+
+    ``decoy_prob`` below the default (a training curriculum) only removes decoys: the clip is
+    otherwise the same.
+    """
     label = label_of(index)
-    return render_clip(clip_rng(index, split, seed), label), label
+    return render_clip(clip_rng(index, split, seed), label, decoy_prob=decoy_prob), label
 
 
 def generate_clips(
@@ -101,11 +109,15 @@ def render_clip(
     label: int,
     num_frames: int = NUM_FRAMES,
     size: int = FRAME_SIZE,
+    decoy_prob: float = DECOY_PROB,
 ) -> np.ndarray:
     """Draw one clip of class ``label`` with randomness from ``rng``: frames (num_frames, size, size, 3)
     uint8. Labels differing only in direction consume the same random numbers, so the same ``rng``
-    state gives the same scene with the target travelling another way."""
+    state gives the same scene with the target travelling another way; the decoy draws from its own
+    generator, so ``decoy_prob`` only decides whether it appears."""
     _check_label(label)
+    if not 0.0 <= decoy_prob <= 1.0:
+        raise ValueError(f"decoy_prob must be in [0, 1], got {decoy_prob}")
     if num_frames < 2:
         raise ValueError(f"num_frames must be >= 2, got {num_frames}")
     if size < 48:
@@ -135,13 +147,15 @@ def render_clip(
         shape = _DISTRACTOR_SHAPES[int(rng.integers(len(_DISTRACTOR_SHAPES)))]
         _draw(frames, shape, cx, cy, radius, colour)
 
-    # Decoy (40% of the clips): a small copy of another kind, moving its own way at its own speed,
-    # so neither "which colour is present" nor "which way does something move" gives the label;
+    # Decoy (in DECOY_PROB = 40% of the clips): a small copy of another kind, moving its own way at
+    # its own speed, so neither "which colour is present" nor "which way does something move" gives the label;
     # the direction must be bound to the large object.
-    if rng.random() < 0.4:
-        decoy_kind = (kind + int(rng.integers(1, len(KINDS)))) % len(KINDS)
-        decoy_dir = MOTIONS[int(rng.integers(NUM_MOTIONS))][1]
-        _draw_mover(frames, rng, decoy_kind, decoy_dir, (4.5, 6.5), (1.5, 3.5), tc)
+    decoy_u = rng.random()
+    decoy_rng = np.random.Generator(np.random.PCG64(int(rng.integers(2**63))))
+    if decoy_u < decoy_prob:
+        decoy_kind = (kind + int(decoy_rng.integers(1, len(KINDS)))) % len(KINDS)
+        decoy_dir = MOTIONS[int(decoy_rng.integers(NUM_MOTIONS))][1]
+        _draw_mover(frames, decoy_rng, decoy_kind, decoy_dir, (4.5, 6.5), (1.5, 3.5), tc)
 
     # Target: kind fixes colour and shape; motion fixes the direction.
     _draw_mover(frames, rng, kind, MOTIONS[motion][1], (10.0, 15.0), (1.5, 3.5), tc)

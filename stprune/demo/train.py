@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from stprune.demo.dataset import IMAGENET_MEAN, IMAGENET_STD, SyntheticVideoDataset
 from stprune.demo.evaluate import evaluate_top1
 from stprune.demo.model import build_demo_model, demo_config
-from stprune.demo.synthetic import CLASS_NAMES, DEFAULT_TRAIN_SEED, DEFAULT_VAL_SEED
+from stprune.demo.synthetic import CLASS_NAMES, DECOY_PROB, DEFAULT_TRAIN_SEED, DEFAULT_VAL_SEED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps before the cosine decay")
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument(
+        "--decoy-ramp",
+        type=float,
+        nargs=2,
+        default=(0.3, 0.6),
+        metavar=("START", "END"),
+        help="curriculum: no decoys before START * steps, then their share rises linearly to the "
+        "task's (validation) share at END * steps (fractions of --steps; 0 0: decoys from the start)",
+    )
     p.add_argument(
         "--val-every", type=int, default=500, help="steps between validations (0: only at the end)"
     )
@@ -65,6 +74,25 @@ def lr_factor(step: int, total: int, warmup: int, floor: float = 0.01) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class DecoyRamp:
+    """Decoy share of training clip ``index``: 0 before step ``start``, rising linearly to ``DECOY_PROB``
+    at step ``end`` (step = index // batch_size). Decoys bind a direction to one of two moving
+    objects; a from-scratch ViT first has to discover motion on clips without them."""
+
+    def __init__(self, start: int, end: int, batch_size: int) -> None:
+        if not 0 <= start <= end:
+            raise ValueError(f"decoy ramp needs 0 <= start <= end, got start={start}, end={end}")
+        self.start, self.end, self.batch_size = start, end, batch_size
+
+    def __call__(self, index: int) -> float:
+        step = index // self.batch_size
+        if step >= self.end:
+            return DECOY_PROB
+        if step < self.start:
+            return 0.0
+        return DECOY_PROB * (step - self.start) / (self.end - self.start)
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
@@ -74,6 +102,9 @@ def train(args: argparse.Namespace, command: str) -> dict:
     for name in ("steps", "batch_size", "val_num", "save_every", "threads"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    ramp_start, ramp_end = args.decoy_ramp
+    if not 0.0 <= ramp_start <= ramp_end <= 1.0:
+        raise ValueError(f"--decoy-ramp needs 0 <= START <= END <= 1, got {ramp_start} {ramp_end}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
@@ -107,8 +138,9 @@ def train(args: argparse.Namespace, command: str) -> dict:
         history = json.loads(ckpt.get("history_json", "[]"))
         print(f"resuming from {ckpt_path} at step {start}", flush=True)
 
+    ramp = DecoyRamp(round(ramp_start * args.steps), round(ramp_end * args.steps), args.batch_size)
     train_set = SyntheticVideoDataset(
-        args.steps * args.batch_size, "train", args.seed, IMAGENET_MEAN, IMAGENET_STD
+        args.steps * args.batch_size, "train", args.seed, IMAGENET_MEAN, IMAGENET_STD, decoy_prob=ramp
     )
     val_set = SyntheticVideoDataset(args.val_num, "val", args.val_seed, IMAGENET_MEAN, IMAGENET_STD)
     loader = DataLoader(
@@ -195,6 +227,7 @@ def train(args: argparse.Namespace, command: str) -> dict:
         "weight_decay": args.weight_decay,
         "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,
+        "decoy_ramp": list(args.decoy_ramp),
         "val_top1": top1,
         "val_num": args.val_num,
         "val_seed": args.val_seed,
