@@ -140,3 +140,19 @@ def test_some_clips_hold_a_moving_decoy_of_another_kind():
             if ((f[..., ch] - np.maximum(f[..., rest[0]], f[..., rest[1]]) > 60).sum(axis=(1, 2)) > 20).all():
                 with_decoy += 1
     assert 3 <= with_decoy <= 27
+
+
+def test_decoy_share_only_removes_the_decoy():
+    # With decoy_prob 0 the clip is the same scene without the decoy: identical wherever the decoy
+    # is not drawn, and for clips that have none under the default share, identical everywhere.
+    differing = 0
+    for i in range(12):
+        full, label = generate_clip(i, "train", 5)
+        none, label0 = generate_clip(i, "train", 5, decoy_prob=0.0)
+        assert label == label0
+        changed = np.abs(full.astype(int) - none).max(-1) > 0
+        assert changed.mean() < 0.05
+        differing += bool(changed.any())
+    assert 0 < differing < 12
+    with pytest.raises(ValueError, match="decoy_prob"):
+        generate_clip(0, decoy_prob=1.5)

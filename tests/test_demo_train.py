@@ -68,3 +68,17 @@ def test_train_writes_loadable_model_and_resumes_identically(tmp_path):
 def test_bad_arguments_raise(tmp_path):
     with pytest.raises(ValueError, match="steps"):
         train(_args(tmp_path, "--steps", "0"), "cmd")
+    with pytest.raises(ValueError, match="decoy-ramp"):
+        train(_args(tmp_path, "--decoy-ramp", "0.8", "0.2"), "cmd")
+
+
+def test_decoy_ramp():
+    from stprune.demo.synthetic import DECOY_PROB
+    from stprune.demo.train import DecoyRamp
+
+    ramp = DecoyRamp(start=10, end=20, batch_size=4)
+    assert ramp(0) == 0.0 and ramp(39) == 0.0  # steps 0..9
+    assert ramp(15 * 4) == pytest.approx(DECOY_PROB / 2)
+    assert ramp(20 * 4) == DECOY_PROB and ramp(10**6) == DECOY_PROB
+    with pytest.raises(ValueError, match="start"):
+        DecoyRamp(5, 3, 4)
