@@ -321,11 +321,32 @@ def _run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "make-demo-videos",
+        help="write synthetic demo clips as mp4 files plus a '<split>.txt' list (path label per line)",
+    )
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--num", type=int, required=True, help="number of clips")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0, the demo's validation set)")
+    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.set_defaults(func=_run_make_demo_videos)
+
+
+def _run_make_demo_videos(args: argparse.Namespace) -> int:
+    from stprune.demo.videos import make_demo_videos
+
+    list_path = make_demo_videos(args.out, args.num, split=args.split, seed=args.seed)
+    print(f"wrote {args.num} clips and {list_path}")
+    return 0
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_version,
     _add_flops,
     _add_bench,
     _add_eval,
+    _add_make_demo_videos,
 ]
 
 

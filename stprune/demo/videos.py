@@ -1,0 +1,110 @@
+"""The synthetic task as video files: mp4 clips written with PyAV and a VideoMAE-style list file."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm.auto import tqdm
+
+from stprune.demo.synthetic import DEFAULT_VAL_SEED, SPLITS, generate_clip
+
+#: Codecs tried in order; PyAV wheels ship libx264, a build without it still has mpeg4.
+_CODECS = ("libx264", "mpeg4")
+
+
+def pick_codec() -> str:
+    """The best mp4 video encoder this PyAV build offers (``libx264``, else ``mpeg4``)."""
+    for name in _CODECS:
+        if name in av.codecs_available:
+            return name
+    raise RuntimeError(f"this PyAV build has none of the video encoders {_CODECS}")
+
+
+def write_mp4(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int = 8,
+    codec: str | None = None,
+    pix_fmt: str = "yuv444p",
+    crf: int = 8,
+) -> None:
+    """Encode frames (T, H, W, 3) uint8 RGB into an mp4 file at high quality.
+
+    libx264 uses constant quality ``crf`` (0 = lossless; the default 8 gives frames within a few grey
+    levels) and ``pix_fmt`` (``yuv444p`` keeps full colour resolution; ``yuv420p`` plays everywhere).
+    mpeg4, the fallback, always uses yuv420p at its finest quantiser.
+    """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if t < 1 or h % 2 or w % 2:
+        raise ValueError(f"need >= 1 frame with even height and width, got (T, H, W) = {(t, h, w)}")
+    if fps < 1:
+        raise ValueError(f"fps must be >= 1, got {fps}")
+    codec = codec or pick_codec()
+    if codec not in _CODECS:
+        raise ValueError(f"codec must be one of {_CODECS}, got {codec!r}")
+    if codec == "libx264":
+        if pix_fmt not in ("yuv444p", "yuv420p"):
+            raise ValueError(f"pix_fmt must be 'yuv444p' or 'yuv420p', got {pix_fmt!r}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be in [0, 51], got {crf}")
+        options = {"crf": str(crf), "preset": "fast"}
+    else:
+        pix_fmt, options = "yuv420p", {"qscale": "1"}
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps, 1))
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.options = options
+        if codec == "mpeg4":
+            stream.codec_context.qmin = stream.codec_context.qmax = 1
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def read_mp4(path: str | Path) -> np.ndarray:
+    """Decode every frame of a video file to (T, H, W, 3) uint8 RGB."""
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError(f"{path} holds no video frames")
+    return np.stack(frames)
+
+
+def make_demo_videos(
+    out_dir: str | Path,
+    num: int,
+    split: str = "val",
+    seed: int = DEFAULT_VAL_SEED,
+    progress: bool = True,
+    fps: int = 8,
+    pix_fmt: str = "yuv444p",
+) -> Path:
+    """Write clips ``0 .. num-1`` of a synthetic split as mp4 files plus a list file.
+
+    Files: ``out_dir/videos/<split>_<i:05d>.mp4`` and ``out_dir/<split>.txt`` with one
+    ``videos/<split>_<i:05d>.mp4 <label>`` line per clip (paths relative to ``out_dir``, the VideoMAE
+    list format). Each clip has exactly 16 frames: read them all (sampling rate 1). Returns the
+    list file's path.
+    """
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be an integer >= 1, got {num!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    codec = pick_codec()
+    lines = []
+    for i in tqdm(range(num), desc=f"writing {split} clips", disable=not progress, unit="clip"):
+        frames, label = generate_clip(i, split, seed)
+        rel = f"videos/{split}_{i:05d}.mp4"
+        write_mp4(out / rel, frames, fps=fps, codec=codec, pix_fmt=pix_fmt)
+        lines.append(f"{rel} {label}\n")
+    list_path = out / f"{split}.txt"
+    list_path.write_text("".join(lines))
+    return list_path
