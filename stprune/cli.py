@@ -254,7 +254,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="X",
-        help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6 0.5)",
+        help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6)",
     )
     p.add_argument(
         "--methods", nargs="+", default=["sta", "tome", "random"], choices=["sta", "tome", "random"]
@@ -346,6 +346,8 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_flops,
     _add_bench,
     _add_eval,
+    _add_demo,
+    _add_show,
     _add_make_demo_videos,
 ]
 
