@@ -77,3 +77,16 @@ def write_json(path: str | Path, payload: dict) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def save_figure(fig: object, path: str | Path) -> Path:
+    """Lay out a matplotlib figure, save it to ``path`` (folders created; format from the suffix),
+    close it, and return the path."""
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -178,12 +178,9 @@ def plot_demo(rows: Sequence[DemoRow], path: str | Path, title: str = "stprune d
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    from stprune.bench.report import save_figure
+
+    return save_figure(fig, path)
 
 
 def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None:

@@ -94,12 +94,9 @@ def render_kept_tokens(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    from stprune.bench.report import save_figure
+
+    return save_figure(fig, out)
 
 
 def clip_from_video(path: str | Path, num_frames: int, size: int) -> np.ndarray:
