@@ -207,19 +207,15 @@ def test_model_resolution_errors(tmp_path, monkeypatch):
         resolve_model(str(other), num_heads=2)
 
 
-def test_demo_integration_point():
-    try:
-        from stprune.demo import load_demo_info, load_demo_model  # noqa: F401
-    except ImportError:
-        with pytest.raises(NotImplementedError, match="load_demo_model"):
-            resolve_model("demo")
-    else:  # the demo exists: its own normalisation must be used
-        resolved = resolve_model("demo")
-        info = load_demo_info()
-        assert resolved.preprocessing.mean == tuple(info.mean) and resolved.preprocessing.std == tuple(
-            info.std
-        )
-        assert resolved.preprocessing.num_frames == resolved.model.config.num_frames
+def test_demo_model_resolves_with_its_own_normalisation():
+    from stprune.demo import load_demo_info
+
+    resolved = resolve_model("demo")
+    info = load_demo_info()
+    assert resolved.preprocessing.mean == tuple(info.mean)
+    assert resolved.preprocessing.std == tuple(info.std)
+    assert resolved.preprocessing.num_frames == resolved.model.config.num_frames == 16
+    assert resolved.preprocessing.image_size == 96
 
 
 @pytest.fixture(scope="module")

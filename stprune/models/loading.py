@@ -4,10 +4,10 @@ One function, :func:`resolve_model`, understands every spelling (every CLI comma
 
 * a preset (``videomae-s/b/l/h``, ``vivit-b``, ...): a standard-size model with random weights,
   built offline from its config (:mod:`stprune.models.presets`).
-* ``demo``: the bundled demo model, via ``stprune.demo.load_demo_model`` (integration point).
+* ``demo``: the bundled demo model (``stprune.demo.load_demo_model``) and its normalisation.
 * a checkpoint *file* (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``): a VideoMAE model-zoo ViT
   (converted to HF, :mod:`stprune.models.videomae_zoo`) or a Video Swin checkpoint (via
-  ``stprune.models.load_video_swin``, integration point), told apart by their keys.
+  ``stprune.models.load_video_swin``), told apart by their keys.
 * a *directory* saved with ``save_pretrained`` (``config.json``), or a Hugging Face hub id:
   ``AutoModelForVideoClassification.from_pretrained``. Mean / std come from
   ``preprocessor_config.json`` (``image_mean`` / ``image_std``) when there is one.
@@ -168,16 +168,9 @@ def _read_processor_json(source: str) -> dict[str, Any]:
 
 
 def _load_demo() -> ResolvedModel:
-    # --- integration point: stprune.demo (the demo helper's package) -----------------------------
-    # Expected: load_demo_model() -> HF VideoMAEForVideoClassification (config has image_size and
-    # num_frames); load_demo_info() -> object with .mean / .std (the demo's own normalisation).
-    try:
-        from stprune.demo import load_demo_info, load_demo_model
-    except ImportError as e:
-        raise NotImplementedError(
-            "--model demo needs stprune.demo.load_demo_model and load_demo_info (model and its "
-            f"normalisation), which this build does not have yet ({e})"
-        ) from e
+    """The bundled demo classifier with its own normalisation (``stprune.demo``)."""
+    from stprune.demo.model import load_demo_info, load_demo_model
+
     model = load_demo_model()
     info = load_demo_info()
     processor = {"image_mean": tuple(info.mean), "image_std": tuple(info.std)}
