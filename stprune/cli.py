@@ -254,7 +254,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="X",
-        help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6)",
+        help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6 0.5)",
     )
     p.add_argument(
         "--methods", nargs="+", default=["sta", "tome", "random"], choices=["sta", "tome", "random"]
