@@ -179,6 +179,21 @@ def with_r(stages: Sequence[Stage], r: int) -> list[Stage]:
     return [replace(s, r=r) for s in stages]
 
 
+def check_group_r(
+    r: int, tokens: int, groups: int, max_r: Callable[[int], int], where: str, what: str
+) -> int:
+    """Check that dropping ``r`` tokens from each of ``groups`` equal groups of ``tokens`` tokens is
+    allowed by ``max_r`` (groups of fewer than 2 tokens allow only r = 0); returns the group size.
+    ``where`` and ``what`` name the pruning point and the groups in the error message."""
+    n = tokens // groups
+    hi = max_r(n) if n >= 2 else 0
+    if r > hi:
+        raise ValueError(
+            f"{where}: r={r} is too large for groups of {n} tokens ({what}); allowed 0 <= r <= {hi}"
+        )
+    return n
+
+
 def plan_tokens(
     stages: Sequence[Stage],
     depth: int,
@@ -218,13 +233,14 @@ def plan_tokens(
                 f"{'temporal slot count T0' if i == 0 else 'previous stage group count'} ({prev_groups}) "
                 f"so that groups hold whole temporal slots; allowed: divisors of {prev_groups}"
             )
-        n = length // s.groups
-        hi = max_r(n) if n >= 2 else 0
-        if s.r > hi:
-            raise ValueError(
-                f"stage {i} (after block {s.after_block}): r={s.r} is too large for groups of {n} tokens "
-                f"({s.groups} groups of {length} tokens); allowed 0 <= r <= {hi}"
-            )
+        n = check_group_r(
+            s.r,
+            length,
+            s.groups,
+            max_r,
+            f"stage {i} (after block {s.after_block})",
+            f"{s.groups} groups of {length} tokens",
+        )
         while block <= s.after_block:
             tokens_per_block.append(length + protected)
             block += 1

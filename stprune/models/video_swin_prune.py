@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from stprune.core.flops import choose_r_for_target, window_block_macs
-from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, with_r
+from stprune.core.schedule import Stage, TokenPlan, check_group_r, normalize_schedule, with_r
 from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
 from stprune.engine import StageTrace
 from stprune.methods.base import IndexPruningMethod, Method
@@ -227,13 +227,14 @@ def plan_video_swin(
                 else "the previous point's groups in this Swin stage"
             )
             raise ValueError(f"{where}: " + _divides_message(st.groups, prev_groups, what))
-        n = tokens // st.groups
-        hi = max_r(n) if n >= 2 else 0
-        if st.r > hi:
-            raise ValueError(
-                f"{where}: r={st.r} is too large for groups of {n} tokens ({st.groups} groups of the "
-                f"{tokens} active tokens of each {window} window); allowed 0 <= r <= {hi}"
-            )
+        n = check_group_r(
+            st.r,
+            tokens,
+            st.groups,
+            max_r,
+            where,
+            f"{st.groups} groups of the {tokens} active tokens of each {window} window",
+        )
         out = st.groups * (n - st.r)
         points.append(SwinPoint(i, st, s, j, grid, window, num_windows, tokens, n, out))
         state[s] = (out, st.groups)
