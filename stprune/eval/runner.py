@@ -396,6 +396,9 @@ def run_eval(
         # all_gather rather than gather: supported the same way by NCCL and gloo; rows are small.
         gathered = ctx.all_gather(_visible_rows(out_dir))
         if not ctx.is_main:
+            # Leave together with rank 0: a rank that tears its gloo group down while rank 0 still
+            # holds the connection can abort at exit ("terminate called without an active exception").
+            ctx.barrier()
             return None
         rows: dict[str, dict[str, Any]] = {}
         for part in gathered or []:
@@ -430,6 +433,7 @@ def run_eval(
         )
         res.write_merged(out_dir, rows, order)
         res.write_json_atomic(out_dir / res.SUMMARY_FILE, summary)
+        ctx.barrier()  # the other ranks wait here for the summary (see above)
         return summary
     finally:
         stack.close()
