@@ -21,7 +21,6 @@ Prints a markdown table and writes JSON to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from cpu_args import cpu_timing_parser
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -72,17 +72,7 @@ def count_per_stage(model: torch.nn.Module, inputs: dict) -> tuple[list[float], 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="video-swin-t")
-    ap.add_argument("--r", type=int, nargs="*", default=[8, 16, 23])
-    ap.add_argument("--flops-target", type=float, nargs="*", default=[0.7])
-    ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (used by the tests)")
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/cpu_<model>.json)")
+    ap = cpu_timing_parser(__doc__, "video-swin-t", [8, 16, 23])
     args = ap.parse_args()
     if args.quick and not args.threads:
         args.threads = 1  # small ops: a second thread only waits on a shared machine

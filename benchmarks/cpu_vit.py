@@ -12,7 +12,6 @@ Prints a markdown table and writes JSON to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import platform
@@ -20,6 +19,7 @@ import sys
 from pathlib import Path
 
 import torch
+from cpu_args import cpu_timing_parser
 
 from stprune.bench.compare import make_settings, measure_flops_rows, measure_speed_rows
 from stprune.bench.report import compact_tokens
@@ -27,17 +27,7 @@ from stprune.models.loading import load_model
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="videomae-b")
-    ap.add_argument("--r", type=int, nargs="*", default=[16, 32, 40, 48, 64])
-    ap.add_argument("--flops-target", type=float, nargs="*", default=[0.7])
-    ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (used by the tests)")
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/cpu_<model>.json)")
+    ap = cpu_timing_parser(__doc__, "videomae-b", [16, 32, 40, 48, 64])
     args = ap.parse_args()
     if args.quick:
         args.model, args.r, args.flops_target = "videomae-s", [64], [0.7]
