@@ -1,9 +1,14 @@
 """Parity of stprune's Video Swin with torchvision's ``swin3d_*`` (needs torchvision installed).
 
-Run it on any machine where torchvision matches the installed torch (GPU or CPU)::
+torchvision is not a dependency of stprune: run this in a virtual environment of its own, with a
+torch that torchvision was built for (GPU or CPU), from the repository root::
 
-    python benchmarks/swin_torchvision_parity.py                      # swin3d_t, 16x224x224
-    python benchmarks/swin_torchvision_parity.py --arch b --dtype float64 --device cpu
+    python3.11 -m venv /work/tvvenv && source /work/tvvenv/bin/activate
+    pip install torch==2.14.1 torchvision==0.29.1
+    pip install 'transformers>=5,<6' safetensors numpy tqdm rich av matplotlib \
+        torch==2.14.1 torchvision==0.29.1
+    PYTHONPATH=. python benchmarks/swin_torchvision_parity.py     # swin3d_t, 16x224x224, writes the file
+    PYTHONPATH=. python benchmarks/swin_torchvision_parity.py --arch b --dtype float64 --device cpu --no-save
 
 1. Builds torchvision ``swin3d_{arch}`` with random weights (its own init, then every parameter
    perturbed so that no LayerNorm/bias is trivial), converts the state dict with
@@ -12,8 +17,19 @@ Run it on any machine where torchvision matches the installed torch (GPU or CPU)
 2. Builds a small torchvision ``SwinTransformer3d`` (the config below: padding, shifted windows,
    shrunk windows and the shrunk-window bias-index case all occur on the two clips), runs it in
    float64 on CPU and saves its weights (torchvision key names), the clips and the logits to a
-   safetensors file. Committed as ``tests/data/swin3d_torchvision_reference.safetensors`` it
-   turns ``tests/test_video_swin_reference_data.py`` from skipped into a real parity check.
+   safetensors file, by default ``tests/data/swin3d_torchvision_reference.safetensors``, which
+   ``tests/test_video_swin_reference_data.py`` checks our Video Swin against.
+
+The committed reference file was written by the first command above (defaults, seed 0) on
+2026-12-01 on the 2-core x86_64 CPU sandbox, torch 2.14.1+cu130 and torchvision 0.29.1+cu130 on
+CPU. Measured there (max |torchvision - stprune| of the logits, 1x3x16x224x224 unless noted):
+
+    swin3d_t  float32 2.38e-07, float64 3.33e-16 (2x3x10x200x200: float32 2.38e-07, float64 5.00e-16)
+    swin3d_s  float32 2.38e-07, float64 4.44e-16 (2x3x10x200x200: float32 2.98e-07, float64 7.77e-16)
+    swin3d_b  float32 2.68e-07, float64 8.88e-16 (2x3x10x200x200: float32 3.58e-07, float64 7.22e-16)
+    small     float64 5.55e-17 on both clips (max |logit| 0.20 and 0.27)
+
+(max |logit| 1.4-1.7 for the full-size models; 2x3x10x200x200 is ``--batch 2 --frames 10 --size 200``.)
 
 Exits with status 1 if a difference exceeds the tolerance, 2 if torchvision is missing.
 """
@@ -93,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as err:
         print(
             f"torchvision is not importable ({err}). This check needs torchvision built for torch "
-            f"{torch.__version__}; install it on a machine where that works (not in the stprune CPU "
-            f"sandbox), e.g. `pip install torchvision`, then rerun.",
+            f"{torch.__version__}; install both into a separate virtual environment (see this "
+            f"script's docstring), then rerun.",
             file=sys.stderr,
         )
         return 2

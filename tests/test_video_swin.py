@@ -9,8 +9,8 @@ their sources, but are formulated differently from ``stprune.models.video_swin``
 * patch merging via reshape/permute instead of strided slices;
 * the whole network as a functional forward that reads torchvision key names directly.
 
-torchvision itself cannot run here, so equivalence with it is unverified on this machine; see
-``benchmarks/swin_torchvision_parity.py`` for the check on a machine that has it.
+Equivalence with torchvision itself is checked by ``tests/test_video_swin_reference_data.py``
+against data written by ``benchmarks/swin_torchvision_parity.py`` (run in a separate venv).
 """
 
 from __future__ import annotations
