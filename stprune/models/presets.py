@@ -1,7 +1,10 @@
 """Offline model presets: configs of the standard sizes, random weights, no download.
 
 Hugging Face VideoMAE / ViViT configs, and our Video Swin T/S/B (16 frames x 224^2, Kinetics-400
-head, the clip size of the released checkpoints).
+head, the clip size of the released checkpoints). VideoMAE V2 (OpenGVLab/VideoMAEv2): ViT-g/14
+(``videomae-v2-g``: width 1408, 40 blocks, 16 heads, MLP 6144, patch 14, Kinetics-400 head as
+the K400 fine-tuned giant) and the distilled ViT-S/16 and ViT-B/16 (``videomae-v2-s`` / ``-b``:
+the sizes of ``videomae-s`` / ``-b`` with the Kinetics-710 head of the released distilled models).
 
 For FLOPs, token counts and speed, weights do not matter; presets make every CLI command work
 on a machine without hub access.
@@ -13,10 +16,14 @@ from typing import Any
 
 from torch import nn
 
+from stprune.errors import SettingError
+
 __all__ = ["PRESETS", "build_preset", "preset_names"]
 
 # name -> (family, config kwargs). VideoMAE sizes as the VideoMAE model zoo (16 frames, 224,
-# tubelet 2, patch 16, mean pooling, Kinetics-400 head); ViViT-B as google/vivit-b-16x2-kinetics400.
+# tubelet 2, patch 16, mean pooling, Kinetics-400 head; V2 as its registry functions
+# vit_giant_patch14_224 / vit_small_patch16_224 / vit_base_patch16_224, num_labels = the released
+# head); ViViT-B as google/vivit-b-16x2-kinetics400.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "videomae-s": (
         "videomae",
@@ -33,6 +40,37 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "videomae-h": (
         "videomae",
         dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, intermediate_size=5120),
+    ),
+    "videomae-v2-s": (
+        "videomae",
+        dict(
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            intermediate_size=1536,
+            num_labels=710,
+        ),
+    ),
+    "videomae-v2-b": (
+        "videomae",
+        dict(
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            num_labels=710,
+        ),
+    ),
+    "videomae-v2-g": (
+        "videomae",
+        dict(
+            hidden_size=1408,
+            num_hidden_layers=40,
+            num_attention_heads=16,
+            intermediate_size=6144,
+            patch_size=14,
+            num_labels=400,
+        ),
     ),
     "vivit-b": (
         "vivit",
@@ -56,15 +94,22 @@ def preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
-def build_preset(name: str, num_labels: int = 400) -> nn.Module:
+def build_preset(name: str, num_labels: int | None = None) -> nn.Module:
     """A classification model of a standard size with random weights, in eval mode.
 
+    ``num_labels``: classes of the head; default the preset's (400, Kinetics-400, except the
+    distilled VideoMAE V2 ``videomae-v2-s`` / ``-b``: 710, Kinetics-710).
+
     Raises:
-        ValueError for an unknown name, listing the presets.
+        SettingError (a ValueError) for an unknown name, listing the presets.
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
+        raise SettingError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
     family, kwargs = PRESETS[name]
+    kwargs = dict(kwargs)
+    preset_labels = kwargs.pop("num_labels", 400)
+    if num_labels is None:
+        num_labels = preset_labels
     if family == "video_swin":
         from stprune.models.video_swin import video_swin_b, video_swin_s, video_swin_t
 
@@ -73,16 +118,15 @@ def build_preset(name: str, num_labels: int = 400) -> nn.Module:
     if family == "videomae":
         from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
-        cfg = VideoMAEConfig(
+        settings: dict[str, Any] = dict(
             image_size=224,
             patch_size=16,
             num_frames=16,
             tubelet_size=2,
-            num_labels=num_labels,
             layer_norm_eps=1e-6,
             use_mean_pooling=True,
-            **kwargs,
         )
+        cfg = VideoMAEConfig(num_labels=num_labels, **{**settings, **kwargs})
         return VideoMAEForVideoClassification(cfg).eval()
     from transformers import VivitConfig, VivitForVideoClassification
 
