@@ -85,3 +85,26 @@ def test_settings_record_and_compare(tmp_path):
     assert res.check_or_record_settings(tmp_path, {**settings, "r": 64}, overwrite=True) == "overwrite"
     assert not res.rank_files(tmp_path)
     assert json.loads((tmp_path / "run.json").read_text())["r"] == 64
+
+
+def test_settings_differences_are_named_on_one_line(tmp_path):
+    settings = {"model": "m", "views": "5x3", "precision": "fp32"}
+    res.check_or_record_settings(tmp_path, settings, overwrite=False)
+    with pytest.raises(ValueError) as err:
+        res.check_or_record_settings(tmp_path, {**settings, "views": "1x1", "precision": "bf16"}, False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "precision: recorded 'fp32', now 'bf16'" in message
+    assert "views: recorded '5x3', now '1x1'" in message
+
+
+def test_summarize_counts_videos_shorter_than_the_window():
+    rows = {
+        "a": {"video": "a", "label": 1, "pred": 1, "top5": [1], "frames": 12, "error": None},
+        "b": {"video": "b", "label": 1, "pred": 1, "top5": [1], "frames": 61, "error": None},
+        "c": {"video": "c", "label": 1, "pred": None, "top5": None, "frames": None, "error": "x"},
+        "d": {"video": "d", "label": 1, "pred": 1, "top5": [1], "error": None},  # an older row
+    }
+    s = res.summarize(rows, ["a", "b", "c", "d"], window=61)
+    assert s["num_short"] == 1 and s["sampling_window"] == 61
+    assert "num_short" not in res.summarize(rows, ["a"])

@@ -236,8 +236,10 @@ def test_cli(setup, tmp_path, capsys):
         main([*common, "--r", "3", "--flops-target", "0.5"])
 
 
-def test_real_kill_9_then_resume(setup, tmp_path):
-    """SIGKILL a running `stprune eval` (wherever it is), resume, and get every video exactly once."""
+@pytest.mark.slow
+def test_real_kill_9_with_workers_then_immediate_resume(setup, tmp_path):
+    """SIGKILL a running `stprune eval --workers 2` (its DataLoader workers outlive it for a few
+    seconds), resume at once: it resumes, and the rows equal an uninterrupted run's, none twice."""
     import signal
     import subprocess
     import sys
@@ -250,22 +252,16 @@ def test_real_kill_9_then_resume(setup, tmp_path):
         (tmp_path / "v" / f"c{i}.mp4").parent.mkdir(exist_ok=True)
         (tmp_path / "v" / f"c{i}.mp4").symlink_to(vids / f"v{i % NUM_GOOD}.mp4")
     lst.write_text("".join(f"v/c{i}.mp4 {i % 3}\n" for i in range(n)))
+    settings = {"views": "2x1", "device": "cpu", "workers": 2, "batch_size": 4, "progress": False}
+    run_eval(str(model), lst, tmp_path / "ref", **settings)
+    reference = _rows(tmp_path / "ref" / "predictions.jsonl")
+
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    cmd = [
-        sys.executable,
-        "-m",
-        "stprune",
-        "eval",
-        "--model",
-        str(model),
-        "--data",
-        str(lst),
-        "--out",
-        str(out),
-    ]
-    cmd += ["--views", "2x1", "--workers", "0", "--device", "cpu", "--batch-size", "4", "--no-progress"]
+    cmd = [sys.executable, "-m", "stprune", "eval", "--model", str(model), "--data", str(lst)]
+    cmd += ["--out", str(out), "--views", "2x1", "--workers", "2", "--device", "cpu", "--batch-size", "4"]
+    cmd += ["--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     rank0 = res.rank_file(out, 0)
     deadline = time.monotonic() + 120
@@ -279,18 +275,12 @@ def test_real_kill_9_then_resume(setup, tmp_path):
     written_before = rank0.read_bytes().count(b"\n")
     assert 3 <= written_before < n
 
-    summary = run_eval(
-        str(model), lst, out, views="2x1", device="cpu", workers=0, batch_size=4, progress=False
-    )
+    # at once, while the killed run's workers may still be alive
+    summary = run_eval(str(model), lst, out, **settings)
     videos = [r["video"] for r in _rows(rank0)]
-    assert sorted(videos) == sorted(f"v/c{i}.mp4" for i in range(n))  # each exactly once
+    assert len(videos) == len(set(videos)) == n  # each video exactly once
     assert summary["num_evaluated"] == n and summary["num_missing"] == 0
-    # the same clip gives the same row whichever run evaluated it
-    by_clip = {}
-    for r in _rows(rank0):
-        key = int(Path(r["video"]).stem[1:]) % NUM_GOOD
-        by_clip.setdefault(key, r["top5"])
-        assert by_clip[key] == r["top5"]
+    assert _rows(out / "predictions.jsonl") == reference
 
 
 def test_second_run_on_the_same_out_is_refused_while_the_first_runs(setup, tmp_path):
@@ -299,3 +289,82 @@ def test_second_run_on_the_same_out_is_refused_while_the_first_runs(setup, tmp_p
     with res.RankLock(out, 0), pytest.raises(ValueError, match="another stprune eval is writing"):
         _run(setup, out, views="1x1")
     assert _run(setup, out, views="1x1")["num_evaluated"] == NUM_GOOD  # free again
+
+
+def test_lock_held_by_another_process_refuses_and_its_death_frees_it(setup, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = (
+        "import sys, time\n"
+        "from stprune.eval.results import RankLock\n"
+        f"lock = RankLock({str(out)!r}, 0).acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", holder], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match="another stprune eval is writing"):
+            _run(setup, out, views="1x1")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _run(setup, out, views="1x1")["num_evaluated"] == NUM_GOOD  # the kernel freed it
+
+
+def test_precision_is_recorded_and_a_resume_that_changes_it_is_refused(setup, tmp_path):
+    out = tmp_path / "out"
+    summary = _run(setup, out, views="1x1", limit=2)  # auto on CPU is fp32
+    assert summary["run"]["precision"] == "fp32" and summary["settings"]["precision"] == "fp32"
+    assert json.loads((out / "run.json").read_text())["precision"] == "fp32"
+    with pytest.raises(ValueError, match=r"precision: recorded 'fp32', now 'bf16'") as err:
+        _run(setup, out, views="1x1", precision="bf16")
+    assert "\n" not in str(err.value)  # one line
+    summary = _run(setup, out, views="1x1", precision="fp32")  # the same precision, said explicitly
+    assert summary["num_evaluated"] == NUM_GOOD and summary["run"]["precision"] == "fp32"
+    bf16 = _run(setup, tmp_path / "bf16", views="1x1", limit=1, precision="bf16")
+    assert bf16["run"]["precision"] == "bf16" and bf16["settings"]["precision"] == "bf16"
+
+
+def test_clips_shorter_than_the_sampling_window_warn_once_with_a_count(setup, tmp_path):
+    # 4-frame clips at stride 4 span 13 frames: v0 has 12 (its last frame repeats), v1..v3 have 21+
+    with pytest.warns(UserWarning, match=r"1 of 4 videos .*fewer than 13 frames") as record:
+        summary = _run(setup, tmp_path / "s4", views="1x1", sampling_rate=4)
+    assert len([w for w in record if "sampling window" in str(w.message)]) == 1
+    assert summary["num_short"] == 1 and summary["sampling_window"] == 13
+    with pytest.warns(UserWarning, match=r"2 of 4 videos .*fewer than 25 frames"):
+        _run(setup, tmp_path / "s8", views="1x1", sampling_rate=8)
+    rows = _rows(tmp_path / "s8" / "predictions.jsonl")
+    assert [r["frames"] for r in rows] == [12, 21, 30, 39]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every clip long enough: no warning
+        assert _run(setup, tmp_path / "s2", views="1x1", sampling_rate=2)["num_short"] == 0
+
+
+def test_labels_outside_the_model_classes_warn(setup, tmp_path):
+    base, _, _ = setup
+    lst = tmp_path / "l.txt"
+    lst.write_text("v0.mp4 0\nv1.mp4 7\nv2.mp4 400\nv3.mp4 2\n")  # the tiny model has 7 classes
+    match = r"2 of 4 labels .* outside the model's 7 classes \(0\.\.6\).*line 2"
+    with pytest.warns(UserWarning, match=match):
+        summary = _run(setup, tmp_path / "out", data=lst, views="1x1")
+    assert summary["num_evaluated"] == 4
+
+
+def test_default_workers_stay_within_the_cpus_available(monkeypatch):
+    from stprune.eval.runner import default_workers
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert default_workers() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_workers() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 ranks on this node share 64 CPUs
+    assert default_workers() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert default_workers() == 1

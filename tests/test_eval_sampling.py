@@ -131,3 +131,16 @@ def test_views_parsing():
             parse_views(bad)
     with pytest.raises(ValueError, match="protocol"):
         default_views("ucf")
+
+
+@pytest.mark.parametrize(
+    "protocol, frames, rate", [("kinetics", 16, 4), ("kinetics", 4, 1), ("kinetics", 8, 3), ("ssv2", 8, 4)]
+)
+def test_sampling_window_is_the_length_below_which_frames_repeat(protocol, frames, rate):
+    from stprune.eval.sampling import clip_indices, sampling_window
+
+    window = sampling_window(protocol, frames, rate)
+    for n in range(1, window + 30):
+        clips = clip_indices(protocol, n, frames, 2, rate)
+        repeated = any(len(set(c)) < len(c) for c in clips)
+        assert repeated == (n < window), n

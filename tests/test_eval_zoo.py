@@ -181,10 +181,12 @@ class _Opaque:
 
 
 def test_model_resolution_errors(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="no such file or directory"):
+    from stprune.errors import StpruneError  # a user's mistake: one line from the CLI, exit code 2
+
+    with pytest.raises(StpruneError, match="no such file or directory"):
         resolve_model(str(tmp_path / "nope"))
     (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(ValueError, match="no config.json"):
+    with pytest.raises(StpruneError, match="no config.json"):
         resolve_model(str(tmp_path / "empty_dir"))
     import transformers
 
@@ -192,18 +194,18 @@ def test_model_resolution_errors(tmp_path, monkeypatch):
         raise OSError("offline")
 
     monkeypatch.setattr(transformers.AutoModelForVideoClassification, "from_pretrained", offline)
-    with pytest.raises(ValueError, match="cannot load it from the Hugging Face hub"):
+    with pytest.raises(StpruneError, match="cannot load it from the Hugging Face hub"):
         resolve_model("some-owner/some-model")
     swin = tmp_path / "swin.pth"
     torch.save({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(3, 2)}, swin)
     # recognised as Video Swin by its keys, then refused by the Swin loader as incomplete
-    with pytest.raises(ValueError, match="not a Video Swin checkpoint"):
+    with pytest.raises(StpruneError, match="not a Video Swin checkpoint"):
         resolve_model(str(swin))
     other = tmp_path / "other.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
-    with pytest.raises(ValueError, match="match neither"):
+    with pytest.raises(StpruneError, match="match neither"):
         resolve_model(str(other))
-    with pytest.raises(ValueError, match="apply to VideoMAE zoo"):
+    with pytest.raises(StpruneError, match="apply to VideoMAE zoo"):
         resolve_model(str(other), num_heads=2)
 
 

@@ -10,7 +10,6 @@ views, so one bad file never stops a run and is never silently dropped.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,13 +26,15 @@ __all__ = ["VideoItem", "VideoViewsDataset", "worker_init"]
 
 @dataclass
 class VideoItem:
-    """``views``: uint8 (V, T, 3, S, S) or None when ``error`` says why the video failed."""
+    """``views``: uint8 (V, T, 3, S, S) or None when ``error`` says why the video failed;
+    ``frames``: the video's frame count (None when it failed)."""
 
     index: int
     path: str
     label: int
     views: torch.Tensor | None
     error: str | None
+    frames: int | None = None
 
 
 class VideoViewsDataset(Dataset):
@@ -62,9 +63,12 @@ class VideoViewsDataset(Dataset):
 
     def __getitem__(self, index: int) -> VideoItem:
         entry = self.entries[index]
-        make_indices = functools.partial(
-            _indices, self.protocol, self.frames, self.views.clips, self.sampling_rate
-        )
+        counted: list[int] = []
+
+        def make_indices(num_frames: int) -> list[list[int]]:
+            counted.append(num_frames)
+            return clip_indices(self.protocol, num_frames, self.frames, self.views.clips, self.sampling_rate)
+
         try:
             threads = 1 if get_worker_info() is not None else 0  # workers already run in parallel
             frames, positions = read_clips(entry.file, make_indices, threads)
@@ -73,13 +77,9 @@ class VideoViewsDataset(Dataset):
             return VideoItem(index, entry.path, entry.label, None, str(e))
         except Exception as e:  # noqa: BLE001 - any failure on one file must become an error row
             return VideoItem(index, entry.path, entry.label, None, f"{type(e).__name__}: {e}")
-        return VideoItem(index, entry.path, entry.label, views, None)
+        return VideoItem(index, entry.path, entry.label, views, None, counted[-1])
 
 
 def worker_init(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: one intra-op thread per worker (workers are the parallelism)."""
     torch.set_num_threads(1)
-
-
-def _indices(protocol: str, frames: int, clips: int, rate: int, num_frames: int) -> list[list[int]]:
-    return clip_indices(protocol, num_frames, frames, clips, rate)

@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "shard"]
+from stprune.errors import SettingError
+
+__all__ = ["DistContext", "init_distributed", "resolve_device", "shard"]
 
 T = TypeVar("T")
 
@@ -83,7 +85,35 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        raise SettingError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def resolve_device(device: str | None, world_size: int = 1, local_rank: int = 0) -> torch.device:
+    """The device ``--device`` names for this rank; SettingError for one this machine does not have.
+
+    None means ``cuda`` when CUDA is available, else ``cpu``; ``cuda`` means GPU
+    ``local_rank % device_count``; ``cuda:N`` one GPU (single process only).
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise SettingError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise SettingError(f"--device {device!r} is not supported; use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise SettingError(f"--device {device!r}: CUDA is not available (torch.cuda.is_available() is False)")
+    count = torch.cuda.device_count()
+    if dev.index is None:
+        return torch.device("cuda", local_rank % count)
+    if world_size > 1:
+        raise SettingError(f"--device {device!r} names one GPU; under torchrun pass --device cuda")
+    if dev.index >= count:
+        raise SettingError(f"--device {device!r}: this machine has {count} GPU(s), cuda:0..cuda:{count - 1}")
+    return dev
 
 
 def init_distributed(device: str | None = None) -> DistContext:
@@ -97,21 +127,11 @@ def init_distributed(device: str | None = None) -> DistContext:
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"RANK={rank} must be in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+        raise SettingError(f"RANK={rank} must be in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device, world, local_rank)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-        elif world > 1:
-            raise ValueError(f"--device {device!r} names one GPU; under torchrun pass --device cuda")
         torch.cuda.set_device(dev)
-    elif dev.type != "cpu":
-        raise ValueError(f"--device {device!r} is not supported; use cpu or cuda")
 
     ctx = DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
     if world > 1:
@@ -131,5 +151,5 @@ def init_distributed(device: str | None = None) -> DistContext:
 def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Items ``rank, rank + world_size, ...``: disjoint shards that together cover ``items``."""
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} must be in 0..{world_size - 1}")
+        raise SettingError(f"rank {rank} must be in 0..{world_size - 1}")
     return list(items[rank::world_size])

@@ -28,6 +28,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from stprune.errors import InputError, MissingFileError
+
 __all__ = ["VideoEntry", "read_video_list", "PATH_COLUMNS", "LABEL_COLUMN"]
 
 PATH_COLUMNS: tuple[str, ...] = ("path", "video")
@@ -53,13 +55,13 @@ def _parse_label(text: str, list_file: Path, line_no: int) -> int:
     try:
         label = int(text.strip())
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"{list_file}:{line_no}: label {text.strip()!r} is not an integer; lists hold "
             "'<path> <integer label>' per line, or CSV with a header naming columns "
             f"{' or '.join(PATH_COLUMNS)} and {LABEL_COLUMN}"
         ) from None
     if label < 0:
-        raise ValueError(f"{list_file}:{line_no}: label {label} is negative; labels must be >= 0")
+        raise InputError(f"{list_file}:{line_no}: label {label} is negative; labels must be >= 0")
     return label
 
 
@@ -74,7 +76,7 @@ def _csv_header(first_line: str) -> tuple[int, int] | None:
     if not path_cols:
         return None
     if len(path_cols) > 1:
-        raise ValueError(
+        raise InputError(
             f"CSV header {first_line.strip()!r} has both 'path' and 'video' columns; keep exactly one"
         )
     return names.index(path_cols[0]), names.index(LABEL_COLUMN)
@@ -88,22 +90,26 @@ def _resolve(path: str, base: Path) -> Path:
 def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[VideoEntry]:
     """Read a video list (CSV with header, or space-separated ``path label``) in file order.
 
-    Raises ValueError naming the file and line for a malformed line, a non-integer or negative
-    label, a duplicate path, or an empty list; FileNotFoundError when the list itself is missing.
+    Raises InputError (a ValueError) naming the file and line for a malformed line, a non-integer
+    or negative label, a duplicate path, or an empty list; MissingFileError (a FileNotFoundError)
+    when the list itself or ``root`` is missing.
     Missing *videos* are not checked here: they become error rows during evaluation.
     """
     list_file = Path(list_file)
     if not list_file.is_file():
-        raise FileNotFoundError(f"video list {str(list_file)!r} does not exist or is not a file")
+        raise MissingFileError(f"video list {str(list_file)!r} does not exist or is not a file")
     base = Path(root) if root is not None else list_file.resolve().parent
     if root is not None and not base.is_dir():
-        raise FileNotFoundError(f"--root {str(root)!r} is not a directory")
-    text = list_file.read_text(encoding="utf-8-sig")
+        raise MissingFileError(f"--root {str(root)!r} is not a directory")
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"video list {str(list_file)!r} is not UTF-8 text ({e})") from None
     lines = text.splitlines()
 
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise ValueError(f"video list {str(list_file)!r} is empty")
+        raise InputError(f"video list {str(list_file)!r} is empty")
 
     entries: list[VideoEntry] = []
     header = _csv_header(lines[first])
@@ -118,12 +124,12 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < ncols:
-                raise ValueError(
+                raise InputError(
                     f"{list_file}:{line_no}: expected at least {ncols} comma-separated fields, got {len(row)}"
                 )
             path = row[path_col].strip()
             if not path:
-                raise ValueError(f"{list_file}:{line_no}: empty path")
+                raise InputError(f"{list_file}:{line_no}: empty path")
             label = _parse_label(row[label_col], list_file, line_no)
             entries.append(VideoEntry(path, label, _resolve(path, base), line_no))
     else:
@@ -133,7 +139,7 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
             line_no = i + 1
             parts = line.strip().rsplit(maxsplit=1)
             if len(parts) != 2:
-                raise ValueError(
+                raise InputError(
                     f"{list_file}:{line_no}: expected '<path> <label>', got {line.strip()!r}; CSV lists "
                     f"need a header line naming columns {' or '.join(PATH_COLUMNS)} and {LABEL_COLUMN}"
                 )
@@ -142,11 +148,11 @@ def read_video_list(list_file: str | os.PathLike, root: str | os.PathLike | None
             entries.append(VideoEntry(path, label, _resolve(path, base), line_no))
 
     if not entries:
-        raise ValueError(f"video list {str(list_file)!r} has a header but no videos")
+        raise InputError(f"video list {str(list_file)!r} has a header but no videos")
     seen: dict[str, int] = {}
     for e in entries:
         if e.path in seen:
-            raise ValueError(
+            raise InputError(
                 f"{list_file}:{e.line}: path {e.path!r} already listed on line {seen[e.path]}; "
                 "each video may appear once (results are keyed by path)"
             )

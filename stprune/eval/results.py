@@ -8,7 +8,8 @@ Layout of ``--out DIR``::
     summary.json                accuracy, counts, settings (written at the end by rank 0)
 
 Each row is ``{"video": path as listed, "label": int, "pred": int | null, "top5": [int, ...] |
-null, "error": null | "message"}``, written with one ``write`` of the whole line, then flushed
+null, "frames": int | null, "error": null | "message"}`` (``frames``: the video's frame count;
+rows written before it existed lack it), written with one ``write`` of the whole line, then flushed
 and fsync'ed, before the next video starts. A process killed in the middle of a write leaves at
 most one incomplete last line without its newline; :func:`repair_jsonl` cuts it off and that
 video is evaluated again. Rows are keyed by ``video``: a video already present is never
@@ -22,7 +23,9 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from stprune.errors import InputError, SettingError
 
 __all__ = [
     "RUN_FILE",
@@ -119,12 +122,12 @@ def read_jsonl(path: str | os.PathLike, ignore_torn_tail: bool = True) -> list[d
         try:
             row = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(
+            raise InputError(
                 f"{p}:{n}: not a JSON line ({e}); this file is corrupt beyond a torn last line. "
                 "Delete it or start again with --overwrite"
             ) from None
         if not isinstance(row, dict) or "video" not in row:
-            raise ValueError(f"{p}:{n}: not a prediction row (no 'video' key)")
+            raise InputError(f"{p}:{n}: not a prediction row (no 'video' key)")
         rows.append(row)
     return rows
 
@@ -168,14 +171,30 @@ class PredictionWriter:
 class RankLock:
     """An exclusive lock on ``DIR/.lock.rank{R}`` held for a whole run, so a second run started on
     the same ``--out`` by mistake (e.g. a requeued job while the old one still runs) fails at once
-    instead of writing the same videos twice. On file systems without ``flock`` support the lock
-    is skipped with a warning.
+    instead of writing the same videos twice.
+
+    A POSIX record lock (``fcntl.lockf``), not ``flock``: record locks belong to the process, are
+    not inherited by ``fork`` and are released by the kernel when the process dies, even by
+    ``kill -9``. (An ``flock`` is shared with the DataLoader workers forked after it was taken,
+    which outlive a killed parent for a few seconds and would keep the lock.) Because closing any
+    descriptor of the file drops a process's record locks, the same process never opens it twice:
+    a second acquire in the same process is refused from a registry of held paths. On file systems
+    without lock support the lock is skipped with a warning.
     """
+
+    _held: ClassVar[set[str]] = set()  # lock files this process holds
 
     def __init__(self, out_dir: str | os.PathLike, rank: int) -> None:
         self.path = Path(out_dir) / f".lock.rank{rank}"
         self._f = None
+        self._key: str | None = None
         self.rank = rank
+
+    def _busy(self) -> SettingError:
+        return SettingError(
+            f"another stprune eval is writing to {self.path.parent} as rank {self.rank}; "
+            "wait for it to finish (or stop it) before resuming there"
+        )
 
     def acquire(self) -> RankLock:
         import errno
@@ -186,27 +205,31 @@ class RankLock:
         except ImportError:  # pragma: no cover - not POSIX
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        if key in RankLock._held:
+            raise self._busy()
         f = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             f.close()
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise ValueError(
-                    f"another stprune eval is writing to {self.path.parent} as rank {self.rank}; "
-                    "wait for it to finish (or stop it) before resuming there"
-                ) from None
+                raise self._busy() from None
             warnings.warn(
                 f"cannot lock {self.path} ({e}); not guarding against concurrent runs", stacklevel=2
             )
             return self
         self._f = f
+        self._key = key
+        RankLock._held.add(key)
         return self
 
     def release(self) -> None:
         if self._f is not None:
-            self._f.close()  # closing the file releases the flock
+            self._f.close()  # closing the file releases the record lock
             self._f = None
+            RankLock._held.discard(self._key or "")
+            self._key = None
 
     def __enter__(self) -> RankLock:
         return self.acquire()
@@ -239,9 +262,9 @@ def clear_results(out_dir: str | os.PathLike) -> None:
 def check_or_record_settings(out_dir: str | os.PathLike, settings: Mapping[str, Any], overwrite: bool) -> str:
     """Start or resume ``out_dir`` with ``settings``; returns ``"new"``, ``"resume"`` or ``"overwrite"``.
 
-    A directory recorded with other settings is refused with a ValueError listing every
-    difference, unless ``overwrite`` (then its result files are deleted first). Prediction files
-    without a ``run.json`` are refused too: nothing says what produced them.
+    A directory recorded with other settings is refused with a SettingError (a ValueError) naming
+    every difference on one line, unless ``overwrite`` (then its result files are deleted first).
+    Prediction files without a ``run.json`` are refused too: nothing says what produced them.
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -253,21 +276,25 @@ def check_or_record_settings(out_dir: str | os.PathLike, settings: Mapping[str, 
         write_json_atomic(run_path, settings)
         return "overwrite" if existed else "new"
     if run_path.exists():
-        recorded = json.loads(run_path.read_text(encoding="utf-8"))
+        try:
+            recorded = json.loads(run_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{run_path} is not valid JSON ({e}); use --overwrite to start again") from None
+        if not isinstance(recorded, dict):
+            raise InputError(f"{run_path} is not a JSON object; use --overwrite to start again")
         diffs = [
-            f"  {key}: recorded {recorded.get(key)!r}, now {settings.get(key)!r}"
+            f"{key}: recorded {recorded.get(key)!r}, now {settings.get(key)!r}"
             for key in sorted(set(recorded) | set(settings))
             if recorded.get(key) != settings.get(key)
         ]
         if diffs:
-            raise ValueError(
-                f"{d} holds results of a different evaluation; refusing to mix them:\n"
-                + "\n".join(diffs)
-                + "\nUse another --out, or --overwrite to discard those results."
+            raise SettingError(
+                f"{d} holds results of a different evaluation, refusing to mix them ({'; '.join(diffs)}); "
+                "use another --out, or --overwrite to discard those results"
             )
         return "resume"
     if rank_files(d) or (d / MERGED_FILE).exists():
-        raise ValueError(
+        raise SettingError(
             f"{d} has prediction files but no {RUN_FILE} saying how they were made; "
             "use another --out, or --overwrite to discard them"
         )
@@ -279,14 +306,18 @@ def _percent(num: int, den: int) -> float | None:
     return None if den == 0 else 100.0 * num / den
 
 
-def summarize(rows: Mapping[str, Mapping[str, Any]], videos: Sequence[str]) -> dict[str, Any]:
+def summarize(
+    rows: Mapping[str, Mapping[str, Any]], videos: Sequence[str], window: int | None = None
+) -> dict[str, Any]:
     """Accuracy and counts over ``videos`` (the evaluated list, in order) from rows keyed by video.
 
     ``top1`` / ``top5`` are percentages over the videos that were evaluated without error;
     ``top1_errors_as_wrong`` / ``top5_errors_as_wrong`` count failed videos as wrong. ``missing``
-    lists videos with no row (an interrupted run); it is empty after a complete run.
+    lists videos with no row (an interrupted run); it is empty after a complete run. With
+    ``window`` (the frames a clip spans, :func:`stprune.eval.sampling.sampling_window`),
+    ``num_short`` counts evaluated videos with fewer frames (their clips repeat frames).
     """
-    ok = top1 = top5 = failed = 0
+    ok = top1 = top5 = failed = short = 0
     missing = []
     for v in videos:
         row = rows.get(v)
@@ -299,6 +330,8 @@ def summarize(rows: Mapping[str, Mapping[str, Any]], videos: Sequence[str]) -> d
         ok += 1
         top1 += int(row["pred"] == row["label"])
         top5 += int(row["label"] in row["top5"])
+        frames = row.get("frames")
+        short += int(window is not None and frames is not None and frames < window)
     done = ok + failed
     result = {
         "top1": _percent(top1, ok),
@@ -311,6 +344,8 @@ def summarize(rows: Mapping[str, Mapping[str, Any]], videos: Sequence[str]) -> d
         "num_missing": len(missing),
         "missing": missing,
     }
+    if window is not None:
+        result.update({"sampling_window": window, "num_short": short})
     return result
 
 

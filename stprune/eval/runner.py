@@ -19,7 +19,9 @@ import contextlib
 import datetime
 import hashlib
 import inspect
+import math
 import os
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +31,42 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from stprune.errors import SettingError, SettingTypeError
 from stprune.eval import results as res
 from stprune.eval.dataset import VideoItem, VideoViewsDataset, worker_init
-from stprune.eval.distributed import DistContext, init_distributed, shard
+from stprune.eval.distributed import DistContext, init_distributed, resolve_device, shard
 from stprune.eval.lists import VideoEntry, read_video_list
-from stprune.eval.sampling import PROTOCOLS, ViewSpec, default_views, parse_views
+from stprune.eval.sampling import (
+    DEFAULT_SAMPLING_RATE,
+    PROTOCOLS,
+    ViewSpec,
+    default_views,
+    parse_views,
+    sampling_window,
+)
 from stprune.eval.transforms import normalize
 from stprune.models.loading import ResolvedModel, resolve_model
 
-__all__ = ["PRECISIONS", "run_eval", "prune_model"]
+__all__ = ["PRECISIONS", "run_eval", "prune_model", "default_workers", "resolve_precision"]
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
 TOPK = 5
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Decoding workers when ``--workers`` is not given: at most 4, and no more than the CPUs this
+    process may use (``os.sched_getaffinity``) shared by the ranks on this node (``LOCAL_WORLD_SIZE``,
+    set by torchrun); 0 (decode in the main process) when there are fewer CPUs than ranks."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return min(MAX_DEFAULT_WORKERS, cpus // ranks)
 
 
 def _sha256(path: Path) -> str:
@@ -100,15 +126,48 @@ def _gflops_per_view(resolved: ResolvedModel, device: torch.device) -> float:
     return count_macs(resolved.model, inputs) / 1e9
 
 
-def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision ``precision`` means on ``device``: ``auto`` is fp16 on CUDA (as VideoMAE's
+    test loop), fp32 elsewhere. Returns ``"fp32"``, ``"fp16"`` or ``"bf16"``."""
+    if precision not in PRECISIONS:
+        raise SettingError(f"--precision {precision!r} must be one of {PRECISIONS}")
     if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise SettingError("--precision fp16 needs --device cuda; on CPU use fp32 or bf16")
+    return precision
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for a resolved precision (see :func:`resolve_precision`)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("--precision fp16 needs --device cuda; on CPU use fp32 or bf16")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _num_classes(model: torch.nn.Module) -> int | None:
+    """The classifier's class count from its config (HF ``num_labels``, Video Swin ``num_classes``)."""
+    config = getattr(model, "config", None)
+    for name in ("num_labels", "num_classes"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _warn_labels(entries: list[VideoEntry], num_classes: int | None, list_file: Path) -> None:
+    if num_classes is None:
+        return
+    outside = [e for e in entries if e.label >= num_classes]
+    if outside:
+        first = outside[0]
+        warnings.warn(
+            f"{len(outside)} of {len(entries)} labels in {list_file} are outside the model's "
+            f"{num_classes} classes (0..{num_classes - 1}), e.g. line {first.line}: label {first.label}; "
+            "those videos can only count as wrong (is this the model's class order?)",
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -155,11 +214,25 @@ class _ViewBatcher:
 def _row(video: _Video, num_views: int) -> dict[str, Any]:
     item = video.item
     if item.error is not None:
-        return {"video": item.path, "label": item.label, "pred": None, "top5": None, "error": item.error}
+        return {
+            "video": item.path,
+            "label": item.label,
+            "pred": None,
+            "top5": None,
+            "frames": None,
+            "error": item.error,
+        }
     assert video.prob_sum is not None
     mean = video.prob_sum / num_views
     top = torch.topk(mean, k=min(TOPK, mean.numel())).indices.tolist()
-    return {"video": item.path, "label": item.label, "pred": int(top[0]), "top5": top, "error": None}
+    return {
+        "video": item.path,
+        "label": item.label,
+        "pred": int(top[0]),
+        "top5": top,
+        "frames": item.frames,
+        "error": None,
+    }
 
 
 def _evaluate_shard(
@@ -261,6 +334,14 @@ def _visible_rows(out: Path) -> dict[str, dict[str, Any]]:
     return res.read_rows(res.rank_files(out).values())
 
 
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingTypeError(f"{name} {value!r} must be an integer >= {low}")
+    if value < low:
+        raise SettingError(f"{name} {value} must be >= {low}")
+    return value
+
+
 def run_eval(
     model: str,
     data: str | os.PathLike,
@@ -268,12 +349,12 @@ def run_eval(
     root: str | os.PathLike | None = None,
     protocol: str = "kinetics",
     views: str | ViewSpec | None = None,
-    sampling_rate: int = 4,
+    sampling_rate: int | None = None,
     r: int | None = None,
     flops_target: float | None = None,
     method: str = "sta",
     batch_size: int = 8,
-    workers: int = 4,
+    workers: int | None = None,
     device: str | None = None,
     limit: int | None = None,
     overwrite: bool = False,
@@ -285,36 +366,52 @@ def run_eval(
 ) -> dict[str, Any] | None:
     """Evaluate ``model`` on the videos of ``data``; write rows and a summary under ``out``.
 
+    ``sampling_rate``: the Kinetics frame stride; None uses the model's own when its checkpoint
+    records one (the demo model: 1), else VideoMAE's 4. ``workers``: None is
+    :func:`default_workers`. ``precision``: ``auto`` resolves to fp16 on CUDA, fp32 on CPU; the
+    resolved precision is recorded and a resume with another is refused.
+
     Returns the summary dict on rank 0 and None on other ranks. See ``docs/eval.md`` for the
-    protocol and the files written. Raises ValueError for bad settings (before any work) and for
-    an ``out`` directory that holds results of different settings (unless ``overwrite``).
+    protocol and the files written. Raises a StpruneError (SettingError, InputError,
+    MissingFileError: all ValueError or FileNotFoundError) for bad settings (before any work) and
+    for an ``out`` directory that holds results of different settings (unless ``overwrite``).
+    Warns (UserWarning) about labels outside the model's classes and videos shorter than the
+    sampling window (their clips repeat frames).
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"--protocol {protocol!r} must be one of {PROTOCOLS}")
+        raise SettingError(f"--protocol {protocol!r} must be one of {PROTOCOLS}")
     view_spec = default_views(protocol) if views is None else views
     if isinstance(view_spec, str):
         view_spec = parse_views(view_spec)
+    if not isinstance(view_spec, ViewSpec):
+        raise SettingTypeError(f"--views {view_spec!r} must be 'TxS' text or a ViewSpec")
     if method not in _method_names():
-        raise ValueError(f"--method {method!r} must be one of {_method_names()}")
+        raise SettingError(f"--method {method!r} must be one of {_method_names()}")
     if r is not None and flops_target is not None:
-        raise ValueError("give --r or --flops-target, not both")
-    if r is not None and r < 0:
-        raise ValueError(f"--r {r} must be >= 0")
-    if flops_target is not None and not 0.0 < flops_target <= 1.0:
-        raise ValueError(f"--flops-target {flops_target} must be a FLOPs ratio in (0, 1]")
-    for name, value, low in (
-        ("--batch-size", batch_size, 1),
-        ("--workers", workers, 0),
-        ("--sampling-rate", sampling_rate, 1),
-    ):
-        if value < low:
-            raise ValueError(f"{name} {value} must be >= {low}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit {limit} must be >= 1")
+        raise SettingError("give --r or --flops-target, not both")
+    if r is not None:
+        _check_int("--r", r, 0)
+    if flops_target is not None:
+        if isinstance(flops_target, bool) or not isinstance(flops_target, int | float):
+            raise SettingTypeError(f"--flops-target {flops_target!r} must be a number in (0, 1]")
+        if not (math.isfinite(flops_target) and 0.0 < flops_target <= 1.0):
+            raise SettingError(f"--flops-target {flops_target} must be a FLOPs ratio in (0, 1]")
+    _check_int("--batch-size", batch_size, 1)
+    if workers is None:
+        workers = default_workers()
+    _check_int("--workers", workers, 0)
+    if sampling_rate is not None:
+        _check_int("--sampling-rate", sampling_rate, 1)
+    if limit is not None:
+        _check_int("--limit", limit, 1)
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r} must be one of {PRECISIONS}")
-
+        raise SettingError(f"--precision {precision!r} must be one of {PRECISIONS}")
     out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SettingError(f"--out {str(out_dir)!r} is a file; it must be a directory (or not exist yet)")
+    # the device and its precision before reading or loading anything
+    precision_used = resolve_precision(precision, resolve_device(device))
+
     list_file = Path(data)
     entries = read_video_list(list_file, root)
     if limit is not None:
@@ -323,11 +420,15 @@ def run_eval(
     ctx = init_distributed(device)
     stack = contextlib.ExitStack()
     try:
-        _autocast(precision, ctx.device)  # validate precision vs device before loading anything
         resolved = resolve_model(model, num_heads=num_heads, num_frames=num_frames, image_size=image_size)
         resolved.model.to(ctx.device)
         pruning = prune_model(resolved.model, method, r, flops_target)
         pre = resolved.preprocessing
+        # the model's own sampling when it records one; an explicit --sampling-rate overrides it
+        rate = sampling_rate if sampling_rate is not None else (pre.sampling_rate or DEFAULT_SAMPLING_RATE)
+        window = sampling_window(protocol, pre.num_frames, rate)
+        if ctx.is_main:
+            _warn_labels(entries, _num_classes(resolved.model), list_file)
 
         settings = {
             "model": resolved.source.get("path", model),
@@ -338,28 +439,29 @@ def run_eval(
             "flops_target": flops_target,
             "protocol": protocol,
             "views": str(view_spec),
-            "sampling_rate": sampling_rate if protocol == "kinetics" else None,
+            "sampling_rate": rate if protocol == "kinetics" else None,
             "num_frames": pre.num_frames,
             "image_size": pre.image_size,
             "mean": list(pre.mean),
             "std": list(pre.std),
+            "precision": precision_used,
             "list_file": str(list_file.resolve()),
             "list_sha256": _sha256(list_file),
             "root": str(Path(root).resolve()) if root is not None else None,
         }
         lock = res.RankLock(out_dir, ctx.rank).acquire()
         stack.callback(lock.release)
-        message = None
+        error: Exception | None = None
         if ctx.is_main:
             try:
                 state = res.check_or_record_settings(out_dir, settings, overwrite)
-            except ValueError as e:
-                message, state = str(e), None
+            except (ValueError, OSError) as e:  # StpruneErrors, or a file system refusing the write
+                error, state = e, None
         else:
             state = None
-        message, state = ctx.broadcast((message, state))
-        if message is not None:
-            raise ValueError(message)
+        error, state = ctx.broadcast((error, state))
+        if error is not None:
+            raise error
         out_dir.mkdir(parents=True, exist_ok=True)
 
         _repair_files(out_dir, ctx)
@@ -385,10 +487,10 @@ def run_eval(
                 writer,
                 protocol,
                 view_spec,
-                sampling_rate,
+                rate,
                 batch_size,
                 workers,
-                precision,
+                precision_used,
                 progress,
             )
 
@@ -405,7 +507,18 @@ def run_eval(
             for video, row in part.items():
                 rows.setdefault(video, row)
         order = [e.path for e in entries]
-        summary = res.summarize(rows, order)
+        summary = res.summarize(rows, order, window)
+        if summary["num_short"]:
+            if protocol == "kinetics":
+                what = f"{pre.num_frames} frames at stride {rate} span {window}"
+                hint = "If the model was trained with another sampling, pass its --sampling-rate"
+            else:
+                what, hint = f"one frame for each of {pre.num_frames} segments", "Check the videos"
+            warnings.warn(
+                f"{summary['num_short']} of {summary['num_evaluated']} videos have fewer than {window} "
+                f"frames, the sampling window ({what}): their clips repeat frames. {hint}",
+                stacklevel=2,
+            )
         try:
             gflops = _gflops_per_view(resolved, ctx.device)
         except Exception as e:  # noqa: BLE001 - a FLOP count must not cost the summary of a long run
@@ -424,8 +537,9 @@ def run_eval(
                 "run": {
                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "device": str(ctx.device),
-                    "precision": precision,
+                    "precision": precision_used,
                     "world_size": ctx.world_size,
+                    "workers": workers,
                     "stprune_version": stprune.__version__,
                     "torch_version": torch.__version__,
                 },

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stprune.errors import SettingError
+
 __all__ = [
     "PROTOCOLS",
     "ViewSpec",
@@ -35,11 +37,15 @@ __all__ = [
     "kinetics_clip_indices",
     "ssv2_clip_indices",
     "clip_indices",
+    "sampling_window",
+    "DEFAULT_SAMPLING_RATE",
     "resized_hw",
     "crop_boxes",
 ]
 
 PROTOCOLS: tuple[str, ...] = ("kinetics", "ssv2")
+#: VideoMAE's Kinetics-400 test stride: used for models that do not record their own sampling.
+DEFAULT_SAMPLING_RATE = 4
 _DEFAULT_VIEWS = {"kinetics": (5, 3), "ssv2": (2, 3)}
 
 
@@ -62,25 +68,27 @@ def parse_views(text: str) -> ViewSpec:
     """Parse ``"TxS"`` (e.g. ``"5x3"``, ``"1x1"``) into a ViewSpec; both numbers in 1..100."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"--views {text!r} must look like TxS, e.g. 5x3 (temporal clips x spatial crops)")
+        raise SettingError(f"--views {text!r} must look like TxS, e.g. 5x3 (temporal clips x spatial crops)")
     clips, crops = (int(p) for p in parts)
     for name, v in (("temporal clips", clips), ("spatial crops", crops)):
         if not 1 <= v <= 100:
-            raise ValueError(f"--views {text!r}: {name} = {v} must be in 1..100")
+            raise SettingError(f"--views {text!r}: {name} = {v} must be in 1..100")
     return ViewSpec(clips, crops)
 
 
 def default_views(protocol: str) -> ViewSpec:
     """The VideoMAE test views of a protocol: kinetics 5x3, ssv2 2x3."""
     if protocol not in _DEFAULT_VIEWS:
-        raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+        raise SettingError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
     return ViewSpec(*_DEFAULT_VIEWS[protocol])
 
 
 def _check_positive(**values: int) -> None:
     for name, v in values.items():
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} = {v!r} must be an integer >= 1")
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise SettingError(f"{name} = {v!r} must be an integer >= 1")
+        if v < 1:
+            raise SettingError(f"{name} = {v!r} must be an integer >= 1")
 
 
 def kinetics_clip_indices(
@@ -125,7 +133,21 @@ def clip_indices(
         return kinetics_clip_indices(num_frames, frames_per_clip, sampling_rate, num_clips)
     if protocol == "ssv2":
         return ssv2_clip_indices(num_frames, frames_per_clip, num_clips)
-    raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+    raise SettingError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+
+
+def sampling_window(protocol: str, frames_per_clip: int, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> int:
+    """The fewest frames a video needs so that no clip repeats a frame.
+
+    Kinetics: ``frames_per_clip`` frames ``sampling_rate`` apart span ``(T - 1) * s + 1`` frames; a
+    shorter video repeats its last sampled frame. SSv2: one frame per segment, so ``T`` frames.
+    """
+    _check_positive(frames_per_clip=frames_per_clip, sampling_rate=sampling_rate)
+    if protocol == "kinetics":
+        return (frames_per_clip - 1) * sampling_rate + 1
+    if protocol == "ssv2":
+        return frames_per_clip
+    raise SettingError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
 
 
 def resized_hw(height: int, width: int, short: int) -> tuple[int, int]:
