@@ -10,6 +10,7 @@ from torch import nn
 
 from stprune.core.schedule import Stage, TokenPlan
 from stprune.engine import Pruner, Trace
+from stprune.errors import UnsupportedModelError
 from stprune.methods import Method, get_method
 from stprune.models import get_adapter
 
@@ -52,7 +53,12 @@ def patch(
     schedule: ScheduleSpec | None = None,
     **options: Any,
 ) -> nn.Module:
-    """Prune tokens inside ``model`` at inference, in place; returns the model.
+    """Prune tokens inside ``model``, in place; returns the model.
+
+    Made for inference; training works too (``model.train()``, with or without
+    ``gradient_checkpointing_enable()``): gradients flow through the kept or merged tokens, the
+    selection itself is not differentiable. Patch *before* ``torch.compile``: a compiled wrapper
+    is refused (its graph would not see hooks added or removed after compiling).
 
     Args:
         model: a supported video transformer (see ``stprune.models.supported_models()``).
@@ -71,9 +77,12 @@ def patch(
 
     Raises:
         RuntimeError: the model is already patched.
-        NotImplementedError: the model is not supported.
-        ValueError / TypeError: bad r, flops_target, method or schedule (before any forward).
+        UnsupportedModelError (a NotImplementedError): the model is not supported, is a
+            ``torch.compile`` wrapper, or cannot take the method (e.g. ToMe on flash attention).
+        SettingError / SettingTypeError (ValueError / TypeError): bad r, flops_target, method or
+            schedule; the message names the value and the allowed range (before any forward).
     """
+    _refuse_compiled(model, "patch")
     if is_patched(model):
         raise RuntimeError(
             f"{type(model).__name__} is already patched by stprune ({patch_info(model).method}); "
@@ -86,8 +95,31 @@ def patch(
     return model
 
 
+def _refuse_compiled(model: nn.Module, action: str) -> None:
+    """Raise for a ``torch.compile`` wrapper: hooks added or removed after compiling are not seen
+    by graphs already compiled (dynamo does not guard on module hooks)."""
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
+        name = type(original).__name__
+        if action == "patch":
+            raise UnsupportedModelError(
+                f"got a torch.compile wrapper of {name}: patch before compiling, "
+                "i.e. stprune.patch(model, ...); model = torch.compile(model)"
+            )
+        raise UnsupportedModelError(
+            f"got a torch.compile wrapper of {name}: unpatch the model you patched (compiled._orig_mod), "
+            "then compile again; graphs compiled while it was patched keep pruning"
+        )
+
+
 def unpatch(model: nn.Module) -> nn.Module:
-    """Remove stprune's hooks: the model computes exactly what it did before ``patch``."""
+    """Remove stprune's hooks: the model computes exactly what it did before ``patch``.
+
+    Raises:
+        UnsupportedModelError for a ``torch.compile`` wrapper (unpatch the module you patched).
+        ValueError if ``model`` is not patched.
+    """
+    _refuse_compiled(model, "unpatch")
     pruner = getattr(model, _ATTR, None)
     if pruner is None:
         raise ValueError(f"{type(model).__name__} is not patched by stprune; nothing to unpatch")

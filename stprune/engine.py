@@ -3,10 +3,17 @@
 It installs forward hooks and nothing else, so the model's own modules (and their fused SDPA
 attention) run unchanged and ``unpatch`` restores the exact original behaviour:
 
+* a pre-hook on the model checks the input and, for methods that need it, keys every clip by
+  its content (``ctx["sample_key"]``, see :func:`stprune.core.hashrand.content_keys`);
+* a pre-hook on block 0 checks the token count and starts a fresh :class:`Trace`;
 * a hook on the key projection of every pruning block keeps the keys it computed, averaged
   over heads (no recomputation, no attention matrix);
-* a hook on every pruning block replaces its output by the method's reduced tokens;
-* a pre-hook on block 0 checks the token count and starts a fresh :class:`Trace`.
+* a hook on every pruning block replaces its output by the method's reduced tokens.
+
+Training works too: gradients flow through the kept (or merged) tokens; the selection itself
+is not differentiable. Under gradient checkpointing a block may run again during backward; its
+hooks then replay the selection from the state this forward had before that block (the same
+tokens, the same attention bias), and leave the trace and the method's state alone.
 
 Data flows one way: adapter (blocks, keys) -> method (reduce) -> engine (gather, bookkeeping).
 """
@@ -22,7 +29,18 @@ import torch
 from torch import nn
 
 from stprune.core.flops import choose_r_for_target
-from stprune.core.schedule import Stage, TokenPlan, normalize_schedule, plan_tokens, with_r
+from stprune.core.hashrand import content_keys
+from stprune.core.schedule import (
+    RTooLargeError,
+    Stage,
+    TokenPlan,
+    largest_uniform_r,
+    normalize_schedule,
+    plan_tokens,
+    plural,
+    with_r,
+)
+from stprune.errors import InputError, SettingError
 from stprune.methods.base import Method
 
 if TYPE_CHECKING:  # stprune.models imports every adapter, and the grid adapters import this module
@@ -43,10 +61,12 @@ class StageTrace:
         stage: the stage.
         tokens_in: prunable tokens entering (protected excluded).
         tokens_out: prunable tokens leaving.
-        kept: (B, tokens_out) indices into the stage's input tokens, in output order
-            (``None`` for merging methods).
+        kept: (B, tokens_out) indices into the stage's input tokens (protected excluded), in
+            output order (``None`` for merging methods).
         positions: (B, tokens_out) index of each kept token in the original T0 x N grid
-            (slot * N + spatial index); ``None`` once a merging method ran.
+            (slot * N + spatial index); ``None`` once a merging method ran. Protected tokens are
+            not in it (a protected grid token, e.g. VideoMAE's token 0 without mean pooling,
+            keeps its own position, first).
     """
 
     index: int
@@ -94,10 +114,28 @@ class Pruner(Protocol):
     def remove(self) -> None: ...
 
 
+def _in_backward() -> bool:
+    """Whether autograd is running a backward pass (a checkpointed block being recomputed).
+
+    Asked only with grad mode on, so inference never reaches it; the same test FSDP and
+    ``torch.utils.module_tracker`` use. Inside a ``torch.compile`` trace it is False (the query
+    would break the graph; a compiled forward is traced once, not replayed hook by hook).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return task_id is not None and task_id() != -1
+
+
+def _plan(lay: Any, stages: Sequence[Stage], max_r: Callable[[int], int]) -> TokenPlan:
+    slots, per_slot = lay.plan_grid
+    return plan_tokens(stages, lay.depth, slots, per_slot, lay.protected, max_r)
+
+
 def estimate_macs(adapter: SequenceAdapter, method: Method, stages: Sequence[Stage]) -> tuple[int, TokenPlan]:
     """Analytic MACs of one sample's forward under ``stages`` (the method's own scoring included)."""
     lay = adapter.layout()
-    plan = plan_tokens(stages, lay.depth, lay.num_slots, lay.tokens_per_slot, lay.protected, method.max_r)
+    plan = _plan(lay, stages, method.max_r)
     total = adapter.macs(plan.tokens_per_block)
     total += sum(
         method.scoring_macs(n, s.groups, s.r, lay.key_dim)
@@ -108,6 +146,9 @@ def estimate_macs(adapter: SequenceAdapter, method: Method, stages: Sequence[Sta
 
 class SequencePruner:
     """Applies a method at the stages of a schedule to a ViT-family model, via hooks.
+
+    Works in ``model.train()`` as well (gradients through the kept or merged tokens, with or
+    without gradient checkpointing); see the module docstring.
 
     Args:
         adapter: where the blocks and keys are.
@@ -121,15 +162,22 @@ class SequencePruner:
         self.stages = list(stages)
         self.layout = adapter.layout()
         self.macs, self.plan = estimate_macs(adapter, method, self.stages)
-        self.macs_unpruned = adapter.macs(
-            [self.layout.num_slots * self.layout.tokens_per_slot + self.layout.protected] * self.layout.depth
-        )
+        self.macs_unpruned = adapter.macs([self.layout.input_tokens] * self.layout.depth)
         self.trace: Trace | None = None
         self._keys: dict[int, torch.Tensor] = {}
         self._ctx: dict[str, Any] = {}
+        self._sample_key: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
         self._merged = False
-        self._bias: torch.Tensor | None = None
+        # per forward: the method's state before each stage ran, and each stage's attention bias
+        self._ctx_before: dict[int, dict[str, Any]] = {}
+        self._stage_bias: dict[int, torch.Tensor] = {}
+        # block -> the last stage (with r > 0) before it, whose bias its attention adds
+        self._bias_stage: list[int | None] = []
+        last = None
+        for block in range(self.layout.depth):
+            self._bias_stage.append(last)
+            last = next((i for i, s in enumerate(self.stages) if s.after_block == block and s.r), last)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._undo: list[Callable[[], None]] = []
 
@@ -138,11 +186,26 @@ class SequencePruner:
         """Estimated FLOPs(pruned) / FLOPs(unpruned)."""
         return self.macs / self.macs_unpruned
 
+    def attention_bias(self, block: int) -> torch.Tensor | None:
+        """(B, 1, 1, L) log-size bias that block ``block``'s attention adds in this forward (or ``None``)."""
+        stage = self._bias_stage[block]
+        return None if stage is None else self._stage_bias.get(stage)
+
     def install(self) -> None:
+        """Install the hooks (and, for size-tracking methods, the attention bias); on failure none stay."""
+        try:
+            self._install()
+        except BaseException:
+            self.remove()
+            raise
+
+    def _install(self) -> None:
         lay = self.layout
-        self._handles.append(
-            self.adapter.model.register_forward_pre_hook(self._check_inputs, with_kwargs=True)
-        )
+        if self.method.tracks_size:
+            # proportional attention: later blocks add log(size) of each key token to their logits
+            # (first, so that a model whose attention cannot take a bias is refused before any hook)
+            self._undo.append(self.adapter.install_attention_bias(self.attention_bias))
+        self._handles.append(self.adapter.model.register_forward_pre_hook(self._begin, with_kwargs=True))
         self._handles.append(lay.layers[0].register_forward_pre_hook(self._start, with_kwargs=True))
         for i, s in enumerate(self.stages):
             if s.r == 0:
@@ -153,11 +216,8 @@ class SequencePruner:
                 )
             )
             self._handles.append(lay.layers[s.after_block].register_forward_hook(partial(self._prune, i)))
-        if self.method.tracks_size:
-            # proportional attention: later blocks add log(size) of each key token to their logits
-            self._undo.append(self.adapter.install_attention_bias(lambda: self._bias))
-            if self.adapter.mean_pooled:
-                self._handles.append(lay.layers[-1].register_forward_hook(self._size_weighted_output))
+        if self.method.tracks_size and self.adapter.mean_pooled:
+            self._handles.append(lay.layers[-1].register_forward_hook(self._size_weighted_output))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -167,37 +227,51 @@ class SequencePruner:
         self._handles.clear()
         self._undo.clear()
         self._keys.clear()
-        self._bias = None
+        self._ctx_before.clear()
+        self._stage_bias.clear()
+        self._sample_key = None
 
     # hooks -----------------------------------------------------------------------------------
 
-    def _check_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _begin(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Model pre-hook: check the input; key every clip by its content if the method asks."""
         self.adapter.check_inputs(args, kwargs)
+        if getattr(self.method, "uses_sample_key", False):
+            clip = self.adapter.clip_input(args, kwargs)
+            self._sample_key = None if clip is None else content_keys(clip)
 
     def _start(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
         lay = self.layout
         expected = self.plan.tokens_per_block[0]
         if hidden.shape[1] != expected:
-            raise ValueError(
-                f"the model received {hidden.shape[1]} tokens but was patched for {expected} "
-                f"({lay.num_slots} temporal slots x {lay.tokens_per_slot} tokens"
-                + (f" + {lay.protected} protected" if lay.protected else "")
-                + "): the input's frame count or frame size does not match the model's config"
+            grid = f"{plural(lay.num_slots, 'temporal slot')} x {plural(lay.tokens_per_slot, 'token')}"
+            if lay.protected and not lay.protected_in_grid:
+                grid += f" + {lay.protected} protected"
+            raise InputError(
+                f"the model received {hidden.shape[1]} tokens but was patched for {expected} ({grid}): "
+                "the input's frame count or frame size does not match the model's config"
             )
+        if torch.is_grad_enabled() and _in_backward():
+            return  # block 0 recomputed by gradient checkpointing: this forward's state stays
         self.trace = Trace(lay.depth, lay.protected, expected - lay.protected)
         self._keys.clear()
         self._ctx = {}
+        if self._sample_key is not None:
+            self._ctx["sample_key"] = self._sample_key
+            self._sample_key = None  # one forward's: a later direct call of the blocks gets none
         self._positions = None
         self._merged = False
-        self._bias = None
+        self._ctx_before.clear()
+        self._stage_bias.clear()
         self.method.start_forward(self._ctx)
 
     def _capture_keys(self, block: int, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        # keys only select tokens (no gradient flows through a selection): keep them detached
         b, length, width = output.shape
-        self._keys[block] = output.view(
-            b, length, self.layout.num_heads, width // self.layout.num_heads
-        ).mean(2)
+        self._keys[block] = (
+            output.detach().view(b, length, self.layout.num_heads, width // self.layout.num_heads).mean(2)
+        )
 
     def _prune(self, index: int, module: nn.Module, args: tuple, output: Any) -> Any:
         stage = self.stages[index]
@@ -215,19 +289,28 @@ class SequencePruner:
         n_in = x.shape[1]
         expected = self.plan.stage_group_sizes[index] * stage.groups
         if n_in != expected:
-            raise ValueError(
+            raise InputError(
                 f"stage {index} (after block {stage.after_block}) received {n_in} prunable tokens; "
                 f"the schedule planned {expected}"
             )
+        replay = torch.is_grad_enabled() and _in_backward() and index in self._ctx_before
+        if replay:
+            # recomputed by gradient checkpointing: the same selection from the state this forward
+            # had before the stage; the trace, the method's state and the bias stay as they are
+            ctx = dict(self._ctx_before[index])
+        else:
+            self._ctx_before[index] = dict(self._ctx)
+            ctx = self._ctx
         with torch.profiler.record_function(PROFILE_LABEL):
-            reduced, kept = self.method.reduce(x, k, stage, self._ctx)
+            reduced, kept = self.method.reduce(x, k, stage, ctx)
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
-        self._record(index, stage, n_in, reduced.shape[1], kept)
-        if self.method.tracks_size:
-            log_size = self._ctx["size"].squeeze(-1).log()  # (B, L')
-            if p:
-                log_size = torch.cat([log_size.new_zeros(log_size.shape[0], p), log_size], dim=1)
-            self._bias = log_size[:, None, None, :]
+        if not replay:
+            self._record(index, stage, n_in, reduced.shape[1], kept)
+            if self.method.tracks_size:
+                log_size = ctx["size"].squeeze(-1).log()  # (B, L')
+                if p:
+                    log_size = torch.cat([log_size.new_zeros(log_size.shape[0], p), log_size], dim=1)
+                self._stage_bias[index] = log_size[:, None, None, :]
         if isinstance(output, tuple):
             return (out, *output[1:])
         return out
@@ -256,6 +339,9 @@ class SequencePruner:
             self._positions = kept if self._positions is None else self._positions.gather(1, kept)
         if self.trace is not None:
             pos = None if self._merged else self._positions
+            offset = self.layout.grid_offset
+            if pos is not None and offset:
+                pos = pos + offset  # grid positions: the protected grid tokens come first
             self.trace.stages.append(StageTrace(index, stage, n_in, n_out, kept, pos))
 
 
@@ -268,45 +354,51 @@ def build_sequence_pruner(
 ) -> SequencePruner:
     """Resolve schedule, r and flops_target for a ViT-family model and build its pruner.
 
-    Raises ValueError/TypeError for every bad combination before anything is installed.
+    Raises SettingError / SettingTypeError (ValueError / TypeError) for every bad combination
+    before anything is installed.
     """
     if r is not None and flops_target is not None:
-        raise ValueError(
+        raise SettingError(
             f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
         )
     lay = adapter.layout()
     stages = normalize_schedule(
         method.default_schedule if schedule is None else schedule, lay.depth, lay.num_slots, r
     )
+    if lay.protected_in_grid and lay.protected:
+        bad = next(((i, s) for i, s in enumerate(stages) if s.groups != 1), None)
+        if bad is not None:
+            raise SettingError(
+                f"{type(adapter.model).__name__}: {adapter.protected_reason}, so token 0 is protected "
+                f"(never pruned, stays first) and the other {lay.prunable_tokens} tokens do not fill whole "
+                f"temporal slots; got groups={bad[1].groups} at stage {bad[0]}, but every stage needs "
+                "groups=1 here: use schedule='every' (ToMe's default) or stages (after_block, 1, r), "
+                "or a mean-pooled model for the paper schedule"
+            )
     if flops_target is not None:
         if any(s.r is not None for s in stages):
-            raise ValueError("flops_target chooses r itself; leave r out of the schedule's stages")
+            raise SettingError("flops_target chooses r itself; leave r out of the schedule's stages")
         stages = with_r(stages, choose_uniform_r(adapter, method, stages, flops_target))
     elif any(s.r is None for s in stages):
-        raise ValueError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
+        raise SettingError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
     return SequencePruner(adapter, method, stages)
 
 
 def choose_uniform_r(adapter: SequenceAdapter, method: Method, stages: Sequence[Stage], target: float) -> int:
     """The r (same at every stage) whose estimated FLOPs ratio is the largest one not above ``target``."""
     lay = adapter.layout()
-    base = adapter.macs([lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth)
+    base = adapter.macs([lay.input_tokens] * lay.depth)
 
     def valid(r: int) -> bool:
         try:
-            plan_tokens(
-                with_r(stages, r), lay.depth, lay.num_slots, lay.tokens_per_slot, lay.protected, method.max_r
-            )
-        except ValueError:
+            _plan(lay, with_r(stages, r), method.max_r)
+        except RTooLargeError:
             return False
         return True
 
-    # validity is monotone in r (every stage's limit shrinks as r grows): bisect the largest valid r
-    lo, hi = 0, lay.num_slots * lay.tokens_per_slot // stages[0].groups
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if valid(mid) else (lo, mid - 1)
+    _plan(lay, with_r(stages, 0), method.max_r)  # raises the errors that do not depend on r
+    top = largest_uniform_r(valid, lay.prunable_tokens // stages[0].groups)
     r, _ = choose_r_for_target(
-        lambda r: estimate_macs(adapter, method, with_r(stages, r))[0] / base, range(lo + 1), target
+        lambda r: estimate_macs(adapter, method, with_r(stages, r))[0] / base, range(top + 1), target
     )
     return r

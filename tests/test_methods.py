@@ -75,8 +75,11 @@ def test_tome_patch_bias_and_restore(build):
     pruner = model._stprune
     sizes = pruner._ctx["size"]
     assert torch.allclose(sizes.sum(1), torch.full((2, 1), 128.0))  # every input token accounted for
-    assert pruner._bias.shape == (2, 1, 1, protected + 78)
-    assert torch.allclose(pruner._bias[:, 0, 0, protected:].exp(), sizes[..., 0])
+    bias = pruner.attention_bias(5)  # what the last block's attention adds
+    assert bias.shape == (2, 1, 1, protected + 78)
+    assert torch.allclose(bias[:, 0, 0, protected:].exp(), sizes[..., 0])
+    assert pruner.attention_bias(0) is None  # block 0 sees unmerged tokens
+    assert pruner.attention_bias(1).shape == (2, 1, 1, protected + 118)
     stprune.unpatch(model)
     assert model.config._attn_implementation == impl
     with torch.no_grad():
@@ -161,3 +164,18 @@ def test_hash_uniform_is_uniform_and_keyed():
     assert torch.equal(u, hash_uniform((8, 4000), seed=0, stream=0, device="cpu"))
     assert not torch.equal(u, hash_uniform((8, 4000), seed=1, stream=0, device="cpu"))
     assert not torch.equal(u, hash_uniform((8, 4000), seed=0, stream=1, device="cpu"))
+
+
+def test_content_keys_follow_the_sample_not_its_batch():
+    from stprune.core.hashrand import content_keys, hash_uniform
+
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(1, 4, 3, 32, 32, generator=g) for _ in range(3))
+    keys = content_keys(torch.cat([b, a, c, a]))
+    assert keys.dtype == torch.int64 and keys.min() >= 0 and keys.max() < 2**32
+    assert keys[1] == keys[3] == content_keys(a)[0]
+    assert len(set(keys[:3].tolist())) == 3
+    # a row keyed by its sample draws the same numbers at any row index
+    u = hash_uniform((4, 50), 0, 2, "cpu", row_keys=keys)
+    assert torch.equal(u[1], u[3]) and not torch.equal(u[0], u[1])
+    assert torch.equal(u[1], hash_uniform((1, 50), 0, 2, "cpu", row_keys=content_keys(a))[0])

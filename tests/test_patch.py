@@ -234,6 +234,12 @@ def test_unsupported_models_raise_not_implemented():
         (dict(r=-1), ValueError, r"r must be >= 0 .*got -1"),
         (dict(r=9), ValueError, r"r=9 is too large for groups of 16 tokens .*0 <= r <= 8"),
         (dict(r=1.5), TypeError, r"r must be an int .*1.5"),
+        (dict(r="8"), TypeError, r"r must be an int .*got '8' of type str"),
+        (
+            dict(r=1000),
+            ValueError,
+            r"r=1000 is too large .*same r at all 3 stages of this schedule: 0 <= r <= 8",
+        ),
         (dict(flops_target=0.0), ValueError, r"flops_target must be a number in \(0, 1\]; got 0.0"),
         (dict(flops_target=1.2), ValueError, r"flops_target must be a number in \(0, 1\]; got 1.2"),
         (dict(flops_target=0.05), ValueError, r"flops_target=0.05 cannot be reached.*lowest achievable"),

@@ -76,3 +76,49 @@ def test_plan_errors_name_value_and_range():
         plan_tokens([Stage(0, 2, 1), Stage(1, 4, 1)], 12, 8, 196)
     with pytest.raises(ValueError, match="no r"):
         plan_tokens([Stage(0, 8, None)], 12, 8, 196)
+
+
+def test_too_large_r_names_the_largest_r_the_whole_schedule_accepts():
+    # 8 slots x 49 tokens, depth 6: stage 0 alone would allow r <= 25, but r=25 leaves stage 1
+    # groups of 2 x 24 = 48 tokens (r <= 24); r=24 passes every stage
+    stages = paper_schedule(6, 8, 1000)
+    with pytest.raises(ValueError, match=r"r=1000 is too large .*same r at all 3 stages.* 0 <= r <= 24$"):
+        plan_tokens(stages, 6, 8, 49)
+    with pytest.raises(ValueError, match=r"stage 1 .*r=25 is too large .* 0 <= r <= 24$"):
+        plan_tokens(paper_schedule(6, 8, 25), 6, 8, 49)
+    plan_tokens(paper_schedule(6, 8, 24), 6, 8, 49)
+    # per-stage r: the stage's own bound, given the stages before it
+    with pytest.raises(
+        ValueError, match=r"stage 1 \(after block 2\): r=48 .*allowed at this stage: 0 <= r <= 47"
+    ):
+        plan_tokens(paper_schedule(6, 8, [2, 48, 2]), 6, 8, 49)
+
+
+def test_r_given_as_text_is_a_type_error():
+    from stprune.errors import SettingTypeError
+
+    with pytest.raises(SettingTypeError, match=r"r must be an int .*got '8' of type str"):
+        paper_schedule(12, 8, "8")
+    with pytest.raises(SettingTypeError, match=r"stage 0: groups must be an int; got 2.5"):
+        normalize_schedule([(0, 2.5, 1)], 12, 8, None)
+    with pytest.raises(SettingTypeError, match=r"r must be an int .*got '3'"):
+        normalize_schedule([{"after_block": 0, "groups": 8, "r": "3"}], 12, 8, None)
+
+
+def test_messages_count_in_the_singular_and_plural():
+    with pytest.raises(ValueError, match=r"\(4 tokens in 1 group\)") as err:
+        plan_tokens([Stage(0, 1, 3)], 2, 1, 4)
+    assert "1 groups" not in str(err.value)
+    with pytest.raises(ValueError, match=r"one value per stage \(3\); got 1 value: \[1\]"):
+        paper_schedule(12, 8, [1])
+
+
+def test_errors_are_stprune_errors():
+    from stprune.errors import SettingError
+
+    for kwargs in (
+        dict(schedule="fast", depth=12, num_slots=8, r=4),
+        dict(schedule="paper", depth=2, num_slots=8, r=4),
+    ):
+        with pytest.raises(SettingError):
+            normalize_schedule(**kwargs)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from stprune.errors import SettingError
+
 __all__ = ["vit_block_macs", "window_block_macs", "choose_r_for_target"]
 
 
@@ -51,10 +53,10 @@ def choose_r_for_target(
         (r, ratio). Ties go to the smaller r.
 
     Raises:
-        ValueError if target is outside (0, 1] or no candidate reaches it.
+        SettingError (a ValueError) if target is outside (0, 1] or no candidate reaches it.
     """
     if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0.0 < target <= 1.0:
-        raise ValueError(f"flops_target must be a number in (0, 1]; got {target!r}")
+        raise SettingError(f"flops_target must be a number in (0, 1]; got {target!r}")
     best: tuple[int, float] | None = None
     lowest: tuple[int, float] | None = None
     for r in candidates:
@@ -65,7 +67,7 @@ def choose_r_for_target(
             best = (r, ratio)
     if best is None:
         floor = f"{lowest[1]:.4f} (r={lowest[0]})" if lowest else "n/a"
-        raise ValueError(
+        raise SettingError(
             f"flops_target={target} cannot be reached with this schedule and model: the lowest "
             f"achievable FLOPs ratio is {floor}; allowed range: [{floor.split(' ')[0]}, 1]"
         )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from stprune.errors import SettingError
+
 __all__ = [
     "WindowPacking",
     "check_whole_windows",
@@ -29,11 +31,11 @@ __all__ = [
 
 
 def check_whole_windows(grid: Sequence[int], window: Sequence[int]) -> None:
-    """Raise ValueError unless every grid axis is a multiple of the window along it."""
+    """Raise SettingError (a ValueError) unless every grid axis is a multiple of the window along it."""
     bad = [a for a, (g, w) in enumerate(zip(grid, window, strict=True)) if g % w]
     if bad:
         names = ", ".join("THW"[a] for a in bad)
-        raise ValueError(
+        raise SettingError(
             f"token grid {tuple(grid)} is not a whole number of windows {tuple(window)} along {names}"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stprune.errors import SettingError, SettingTypeError
 from stprune.methods.base import IndexPruningMethod, Method
 from stprune.methods.random import RandomPruning
 from stprune.methods.sta import STA
@@ -17,6 +18,11 @@ def get_method(method: str | Method) -> Method:
     """A method instance from its name (``"sta"``, ...) or an instance."""
     if isinstance(method, Method):
         return method
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
+    if not isinstance(method, str):
+        raise SettingTypeError(
+            f"method must be a name ({', '.join(sorted(METHODS))}) or a Method; got {method!r} of type "
+            f"{type(method).__name__}"
+        )
+    if method not in METHODS:
+        raise SettingError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
     return METHODS[method]()

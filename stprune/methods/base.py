@@ -26,6 +26,9 @@ class Method(ABC):
     tracks_size: ClassVar[bool] = False
     #: the schedule used when ``patch(..., schedule=None)``
     default_schedule: ClassVar[str] = "paper"
+    #: wants ``ctx["sample_key"]`` (B,) int64: a key per clip computed from the clip's own values
+    #: (``stprune.core.hashrand.content_keys``), so per-clip draws do not depend on the batch
+    uses_sample_key: ClassVar[bool] = False
 
     def max_r(self, n: int) -> int:
         """Largest r allowed for a group of ``n`` tokens (default: ceil(n / 2))."""
@@ -36,7 +39,12 @@ class Method(ABC):
         return 0
 
     def start_forward(self, ctx: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Called once per model forward before the first stage; ``ctx`` is per-forward scratch."""
+        """Called once per model forward before the first stage; ``ctx`` is per-forward scratch.
+
+        The engine may have put ``"sample_key"`` in it (see :attr:`uses_sample_key`). Under
+        gradient checkpointing a stage may be replayed in backward with a copy of the ``ctx`` it
+        saw in the forward, so :meth:`reduce` must be a function of (inputs, stage, ctx).
+        """
 
     @abstractmethod
     def reduce(

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from stprune.core.hashrand import hash_uniform
+from stprune.core.hashrand import hash_uniform, mix_keys
 from stprune.core.schedule import Stage
 from stprune.methods.base import IndexPruningMethod
 
@@ -17,12 +17,16 @@ class RandomPruning(IndexPruningMethod):
     """Drop r uniformly random tokens from every group; kept tokens stay in their order.
 
     Args:
-        seed: the draw is a fixed function of (seed, stage, sample position in the batch,
-            token position), so every forward with the same batch layout prunes alike, there
-            is no RNG state, and ``torch.compile`` traces it without graph breaks.
+        seed: the draw is a fixed function of (seed, stage, the sample's content key, token
+            position). The content key (``ctx["sample_key"]``, set by the engine from a hash of
+            the clip the model receives, see :func:`stprune.core.hashrand.content_keys`) makes a
+            clip's selection the same alone and at any position of any batch, so results do not
+            depend on the batch size. There is no RNG state, and ``torch.compile`` traces it
+            without graph breaks.
     """
 
     name: ClassVar[str] = "random"
+    uses_sample_key: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -30,10 +34,32 @@ class RandomPruning(IndexPruningMethod):
     def keep_indices(
         self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
     ) -> torch.Tensor:
-        b, length, _ = x.shape
+        m, length, _ = x.shape
         g = stage.groups
         n = length // g
-        noise = hash_uniform((b, g, n), self.seed, stage.after_block, x.device)
-        keep = noise.topk(n - stage.r, dim=-1).indices.sort(dim=-1).values  # (B, G, n - r)
+        noise = hash_uniform((m, g * n), self.seed, stage.after_block, x.device, self.row_keys(m, ctx))
+        keep = noise.view(m, g, n).topk(n - stage.r, dim=-1).indices.sort(dim=-1).values  # (M, G, n - r)
         offsets = torch.arange(g, device=x.device).view(1, g, 1) * n
-        return (keep + offsets).reshape(b, -1)
+        return (keep + offsets).reshape(m, -1)
+
+    @staticmethod
+    def row_keys(rows: int, ctx: dict[str, Any]) -> torch.Tensor:
+        """(rows,) keys of the rows ``keep_indices`` sees.
+
+        The rows are the batch's samples, or (Video Swin) every sample's windows, sample-major:
+        row ``i`` belongs to sample ``i // (rows // B)`` and is its window ``i % (rows // B)``.
+
+        Raises:
+            RuntimeError if the engine did not provide ``ctx["sample_key"]`` (B,).
+        """
+        sample = ctx.get("sample_key")
+        if sample is None:
+            raise RuntimeError(
+                "random pruning keys its draw on the clip (ctx['sample_key'], set when the patched model "
+                "is called): call the model itself, not model.forward() or one of its submodules"
+            )
+        per_sample = rows // sample.shape[0]
+        if per_sample == 1:
+            return sample
+        window = torch.arange(per_sample, device=sample.device, dtype=torch.int64)
+        return mix_keys(sample.view(-1, 1), window.view(1, -1)).reshape(rows)

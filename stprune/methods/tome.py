@@ -44,5 +44,7 @@ class ToMe(Method):
         merged, new_size = merge_weighted(
             x.reshape(b * g, n, c), size.reshape(b * g, n, 1).to(x.dtype), keep_a, src, dst
         )
-        ctx["size"] = new_size.reshape(b, -1, 1)
+        # sizes are counts (piecewise constant in the weights): detached, so a stage replayed by
+        # gradient checkpointing does not reach into the forward's graph; gradients are unchanged
+        ctx["size"] = new_size.detach().reshape(b, -1, 1)
         return merged.reshape(b, -1, c), None

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-__all__ = ["Adapter", "EncoderLayout", "SequenceAdapter", "class_names"]
+__all__ = ["Adapter", "EncoderLayout", "InputGrid", "SequenceAdapter", "class_names"]
 
 
 def class_names(model: nn.Module) -> list[str]:
@@ -30,10 +30,15 @@ class EncoderLayout:
         layers: the transformer blocks in order; each returns (B, L, C) (or a tuple starting with it).
         key_modules: per block, the module whose output is that block's keys, (B, L, heads * head_dim).
         num_heads: attention heads (keys are averaged over heads).
-        protected: leading tokens that are never pruned and stay first (e.g. CLS).
+        protected: leading tokens that are never pruned and stay first (e.g. CLS, or any token the
+            head reads by position).
         num_slots: T0, temporal slots (frames / tubelet size).
         tokens_per_slot: N, spatial tokens per slot.
         key_dim: d, the width of the head-averaged keys (head dim).
+        protected_in_grid: whether the protected tokens are the first tokens *of* the T0 x N grid
+            (VideoMAE without mean pooling: its head reads token 0, a patch token) rather than
+            extra tokens before it (ViViT's CLS). The other tokens then do not fill whole temporal
+            slots, so every pruning stage must use one group.
     """
 
     layers: Sequence[nn.Module]
@@ -43,10 +48,65 @@ class EncoderLayout:
     num_slots: int
     tokens_per_slot: int
     key_dim: int
+    protected_in_grid: bool = False
 
     @property
     def depth(self) -> int:
         return len(self.layers)
+
+    @property
+    def input_tokens(self) -> int:
+        """Tokens block 0 receives: the T0 x N grid, plus the protected tokens outside it."""
+        grid = self.num_slots * self.tokens_per_slot
+        return grid if self.protected_in_grid else grid + self.protected
+
+    @property
+    def prunable_tokens(self) -> int:
+        """Tokens the first pruning stage may drop (the protected ones excluded)."""
+        return self.input_tokens - self.protected
+
+    @property
+    def plan_grid(self) -> tuple[int, int]:
+        """(slots, tokens per slot) that the schedule's groups split: (T0, N), or one slot of all
+        prunable tokens when protected tokens sit inside the grid."""
+        if self.protected_in_grid and self.protected:
+            return 1, self.prunable_tokens
+        return self.num_slots, self.tokens_per_slot
+
+    @property
+    def grid_offset(self) -> int:
+        """Grid position of prunable token 0 (``protected`` when protected tokens are grid tokens)."""
+        return self.protected if self.protected_in_grid else 0
+
+
+@dataclass(frozen=True)
+class InputGrid:
+    """How a model's first token grid covers its input clip (what ``stprune show`` draws on).
+
+    Token ``(s, y, x)`` of the grid covers frames ``s * tubelet .. (s + 1) * tubelet - 1`` and
+    pixels ``y * patch[0] .. (y + 1) * patch[0] - 1`` (rows), ``x * patch[1] ..`` (columns).
+
+    Attributes:
+        input_name: the forward keyword argument that takes the clip (``"pixel_values"``, ``"x"``).
+        input_layout: axis order of that tensor, ``"BTCHW"`` or ``"BCTHW"``.
+        num_frames: frames per clip the model (and its pruning plan) is set up for.
+        image_size: (H, W) pixels of a frame.
+        num_slots: T0, temporal slots of the grid (``num_frames / tubelet``, rounded up).
+        grid: (h, w) spatial tokens per slot.
+        tubelet: frames per temporal slot.
+        patch: (ph, pw) pixels per token.
+        protected: leading tokens outside the grid (e.g. CLS), never pruned.
+    """
+
+    input_name: str
+    input_layout: str
+    num_frames: int
+    image_size: tuple[int, int]
+    num_slots: int
+    grid: tuple[int, int]
+    tubelet: int
+    patch: tuple[int, int]
+    protected: int = 0
 
 
 class Adapter(ABC):
@@ -85,6 +145,12 @@ class Adapter(ABC):
     def describe(self) -> str:
         """One line: model class and token geometry."""
 
+    def input_grid(self) -> InputGrid:
+        """Where the model's first token grid lies on its input clip (see :class:`InputGrid`)."""
+        from stprune.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(f"{type(self).__name__} does not describe its input token grid")
+
 
 class SequenceAdapter(Adapter):
     """Adapter for encoders that process a flat token sequence: the engine prunes between blocks."""
@@ -94,9 +160,12 @@ class SequenceAdapter(Adapter):
     ) -> Any:
         """Resolve the schedule (r or flops_target) and build the hook-based sequence pruner."""
         from stprune.engine import build_sequence_pruner
+        from stprune.errors import SettingTypeError
 
         if options:
-            raise TypeError(f"{type(self.model).__name__} takes no pruning options; got {sorted(options)}")
+            raise SettingTypeError(
+                f"{type(self.model).__name__} takes no pruning options; got {sorted(options)}"
+            )
 
         return build_sequence_pruner(self, method, schedule, r, flops_target)
 
@@ -109,12 +178,28 @@ class SequenceAdapter(Adapter):
         """Whether the head averages the encoder's output tokens (size-weighting matters then)."""
         return False
 
-    def install_attention_bias(self, bias_fn: Callable[[], torch.Tensor | None]) -> Callable[[], None]:
-        """Make every block's attention add ``bias_fn()`` (B, 1, 1, L) to its logits; returns an undo.
+    @property
+    def protected_reason(self) -> str:
+        """Why the protected tokens are protected, for messages (e.g. ``"its head reads token 0"``)."""
+        return "its leading tokens are protected"
 
-        Needed only by methods with proportional attention (ToMe).
+    def install_attention_bias(self, bias_fn: Callable[[int], torch.Tensor | None]) -> Callable[[], None]:
+        """Make block ``i``'s attention add ``bias_fn(i)`` (B, 1, 1, L) to its logits; returns an undo.
+
+        Needed only by methods with proportional attention (ToMe). Raises
+        ``UnsupportedModelError`` (before changing anything) if the model's attention cannot take
+        an additive bias.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot add an attention bias")
+        from stprune.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(f"{type(self).__name__} cannot add an attention bias")
+
+    def clip_input(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """The (B, ...) clip tensor of a forward call, or ``None`` (default: the first tensor argument)."""
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.Tensor):
+                return value
+        return None
 
     @abstractmethod
     def macs(self, tokens_per_block: Sequence[int]) -> int:
@@ -122,15 +207,20 @@ class SequenceAdapter(Adapter):
 
     def unpruned_tokens_per_block(self) -> list[int]:
         lay = self.layout()
-        return [lay.num_slots * lay.tokens_per_slot + lay.protected] * lay.depth
+        return [lay.input_tokens] * lay.depth
 
     def check_inputs(self, args: tuple, kwargs: dict) -> None:
-        """Raise ValueError if a forward input does not fit the configured geometry (default: no check)."""
+        """Raise ``InputError`` if a forward input does not fit the configured geometry (default: none)."""
 
     def describe(self) -> str:
         """One line: model class and geometry."""
+        from stprune.core.schedule import plural
+
         lay = self.layout()
-        return (
-            f"{type(self.model).__name__}: depth {lay.depth}, {lay.num_slots} temporal slots x "
-            f"{lay.tokens_per_slot} tokens" + (f" + {lay.protected} protected" if lay.protected else "")
-        )
+        grid = f"{plural(lay.num_slots, 'temporal slot')} x {plural(lay.tokens_per_slot, 'token')}"
+        if lay.protected_in_grid and lay.protected:
+            first = "token 0" if lay.protected == 1 else f"tokens 0..{lay.protected - 1}"
+            grid += f", {first} protected ({self.protected_reason})"
+        elif lay.protected:
+            grid += f" + {lay.protected} protected"
+        return f"{type(self.model).__name__}: depth {lay.depth}, {grid}"

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stprune.errors import InputError
 from stprune.models.base import SequenceAdapter
 
 __all__ = ["HFVideoAdapter", "image_hw"]
@@ -33,23 +34,28 @@ class HFVideoAdapter(SequenceAdapter):
         head = getattr(self.model, "classifier", None)
         return head.in_features * head.out_features if isinstance(head, nn.Linear) else 0
 
+    def clip_input(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """``pixel_values`` (B, T, C, H, W) of a forward call (keyword or first argument)."""
+        x = kwargs.get("pixel_values", args[0] if args else None)
+        return x if isinstance(x, torch.Tensor) else None
+
     def check_inputs(self, args: tuple, kwargs: dict) -> None:
-        """Raise ValueError if a forward input does not fit the configured geometry.
+        """Raise ``InputError`` if a forward input does not fit the configured geometry.
 
         Default: HF video layout ``pixel_values`` (B, T, C, H, W) against the config's
         ``num_frames`` and ``image_size``.
         """
-        x = kwargs.get("pixel_values", args[0] if args else None)
-        if not isinstance(x, torch.Tensor):
+        x = self.clip_input(args, kwargs)
+        if x is None:
             return
         cfg = self.model.config
         h, w = image_hw(cfg.image_size)
         if x.dim() != 5:
-            raise ValueError(f"pixel_values must be (B, T, C, H, W); got shape {tuple(x.shape)}")
+            raise InputError(f"pixel_values must be (B, T, C, H, W); got shape {tuple(x.shape)}")
         if x.shape[1] != cfg.num_frames:
-            raise ValueError(
+            raise InputError(
                 f"pixel_values has {x.shape[1]} frames but the model and its pruning schedule are set up "
                 f"for num_frames={cfg.num_frames}; sample {cfg.num_frames} frames per clip"
             )
         if tuple(x.shape[3:]) != (h, w):
-            raise ValueError(f"pixel_values frames are {tuple(x.shape[3:])}; the model expects {(h, w)}")
+            raise InputError(f"pixel_values frames are {tuple(x.shape[3:])}; the model expects {(h, w)}")

@@ -1,4 +1,5 @@
-"""Adapter: Hugging Face ``transformers`` VideoMAE (mean pooling, no CLS token)."""
+"""Adapter: Hugging Face ``transformers`` VideoMAE (no CLS token; mean pooling, or a head that reads
+token 0, which is then protected)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 
 from stprune.core.flops import vit_block_macs
-from stprune.models.base import EncoderLayout
+from stprune.errors import UnsupportedModelError
+from stprune.models.base import EncoderLayout, InputGrid
 from stprune.models.hf_attention import install_attention_bias
 from stprune.models.hf_base import HFVideoAdapter, image_hw
 
@@ -35,28 +37,58 @@ class HFVideoMAEAdapter(HFVideoAdapter):
         for i, layer in enumerate(layers):
             key = getattr(getattr(layer.attention, "attention", None), "key", None)
             if not isinstance(key, nn.Module):
-                raise NotImplementedError(
+                raise UnsupportedModelError(
                     f"VideoMAE block {i} has no 'attention.attention.key' module; this transformers "
                     "version's VideoMAE layout is not supported (transformers>=5 is)"
                 )
             keys.append(key)
         ph, pw = image_hw(cfg.patch_size)
         h, w = image_hw(cfg.image_size)
+        first = self.head_reads_first_token
         return EncoderLayout(
             layers=layers,
             key_modules=keys,
             num_heads=int(cfg.num_attention_heads),
-            protected=0,
+            protected=1 if first else 0,
             num_slots=int(cfg.num_frames) // int(cfg.tubelet_size),
             tokens_per_slot=(h // ph) * (w // pw),
             key_dim=int(cfg.hidden_size) // int(cfg.num_attention_heads),
+            protected_in_grid=first,
+        )
+
+    @property
+    def head_reads_first_token(self) -> bool:
+        """Whether the classifier reads token 0 (``use_mean_pooling=False``): that token is then
+        protected (never pruned, stays first), so every clip's head reads the same token."""
+        return hasattr(self.model, "classifier") and getattr(self.model, "fc_norm", None) is None
+
+    @property
+    def protected_reason(self) -> str:
+        return "its head reads token 0 (use_mean_pooling=False)"
+
+    def input_grid(self) -> InputGrid:
+        """``pixel_values`` (B, T, C, H, W); tubelet ``tubelet_size`` frames x ``patch_size`` pixels."""
+        cfg = self.model.config
+        ph, pw = image_hw(cfg.patch_size)
+        h, w = image_hw(cfg.image_size)
+        tubelet = int(cfg.tubelet_size)
+        return InputGrid(
+            input_name="pixel_values",
+            input_layout="BTCHW",
+            num_frames=int(cfg.num_frames),
+            image_size=(h, w),
+            num_slots=int(cfg.num_frames) // tubelet,
+            grid=(h // ph, w // pw),
+            tubelet=tubelet,
+            patch=(ph, pw),
+            protected=0,
         )
 
     @property
     def mean_pooled(self) -> bool:
         return getattr(self.model, "fc_norm", None) is not None
 
-    def install_attention_bias(self, bias_fn: Callable[[], torch.Tensor | None]) -> Callable[[], None]:
+    def install_attention_bias(self, bias_fn: Callable[[int], torch.Tensor | None]) -> Callable[[], None]:
         mods = [layer.attention.attention for layer in self.backbone.encoder.layer]
         return install_attention_bias(self.model.config, mods, bias_fn)
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from stprune.core.flops import vit_block_macs
-from stprune.models.base import EncoderLayout
+from stprune.errors import UnsupportedModelError
+from stprune.models.base import EncoderLayout, InputGrid
 from stprune.models.hf_attention import install_attention_bias
 from stprune.models.hf_base import HFVideoAdapter, image_hw
 
@@ -33,7 +34,7 @@ class HFVivitAdapter(HFVideoAdapter):
             return list(bb.layers)
         if hasattr(bb, "encoder") and hasattr(bb.encoder, "layer"):
             return list(bb.encoder.layer)
-        raise NotImplementedError("cannot find the ViViT blocks (expected 'layers' or 'encoder.layer')")
+        raise UnsupportedModelError("cannot find the ViViT blocks (expected 'layers' or 'encoder.layer')")
 
     def layout(self) -> EncoderLayout:
         cfg = self.model.config
@@ -42,7 +43,7 @@ class HFVivitAdapter(HFVideoAdapter):
         for i, layer in enumerate(layers):
             key = getattr(layer.attention, "k_proj", None)
             if not isinstance(key, nn.Module):
-                raise NotImplementedError(
+                raise UnsupportedModelError(
                     f"ViViT block {i} has no 'attention.k_proj' module; this transformers version's "
                     "ViViT layout is not supported (transformers>=5 is)"
                 )
@@ -59,7 +60,28 @@ class HFVivitAdapter(HFVideoAdapter):
             key_dim=int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads),
         )
 
-    def install_attention_bias(self, bias_fn: Callable[[], torch.Tensor | None]) -> Callable[[], None]:
+    def input_grid(self) -> InputGrid:
+        """``pixel_values`` (B, T, C, H, W); ``tubelet_size`` is (frames, pixels, pixels); CLS first."""
+        cfg = self.model.config
+        t, ph, pw = (int(v) for v in cfg.tubelet_size)
+        h, w = image_hw(cfg.image_size)
+        return InputGrid(
+            input_name="pixel_values",
+            input_layout="BTCHW",
+            num_frames=int(cfg.num_frames),
+            image_size=(h, w),
+            num_slots=int(cfg.num_frames) // t,
+            grid=(h // ph, w // pw),
+            tubelet=t,
+            patch=(ph, pw),
+            protected=1,
+        )
+
+    @property
+    def protected_reason(self) -> str:
+        return "the CLS token, which the head reads"
+
+    def install_attention_bias(self, bias_fn: Callable[[int], torch.Tensor | None]) -> Callable[[], None]:
         return install_attention_bias(
             self.model.config, [layer.attention for layer in self._layers()], bias_fn
         )

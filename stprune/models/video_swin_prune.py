@@ -37,11 +37,21 @@ import torch
 from torch import Tensor, nn
 
 from stprune.core.flops import choose_r_for_target, window_block_macs
-from stprune.core.schedule import Stage, TokenPlan, check_group_r, normalize_schedule, with_r
+from stprune.core.hashrand import content_keys
+from stprune.core.schedule import (
+    Stage,
+    TokenPlan,
+    check_group_r,
+    normalize_schedule,
+    plural,
+    with_r,
+    with_schedule_r_bound,
+)
 from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
 from stprune.engine import StageTrace
+from stprune.errors import SettingError, UnsupportedModelError
 from stprune.methods.base import IndexPruningMethod, Method
-from stprune.models.base import Adapter
+from stprune.models.base import Adapter, InputGrid
 from stprune.models.video_swin import (
     TokenWindows,
     VideoSwin,
@@ -161,7 +171,7 @@ def _locate_block(config: VideoSwinConfig, block: int) -> tuple[int, int]:
         if block < start + depth:
             return s, block - start
         start += depth
-    raise ValueError(f"after_block={block} outside [0, {start - 1}] (depth {start})")
+    raise SettingError(f"after_block={block} outside [0, {start - 1}] (depth {start})")
 
 
 def _divides_message(groups: int, of: int, what: str) -> str:
@@ -186,19 +196,29 @@ def plan_video_swin(
         max_r: the method's largest r for a group of n tokens (default ceil(n / 2)).
 
     Raises:
-        ValueError naming the point, the value and what is allowed.
+        SettingError (a ValueError) naming the point, the value and what is allowed; for an r too
+        large with the same r at every point, the largest r the whole schedule accepts.
     """
+    return with_schedule_r_bound(lambda st: _plan_video_swin(config, st, grid0, max_r), stages)
+
+
+def _plan_video_swin(
+    config: VideoSwinConfig,
+    stages: Sequence[Stage],
+    grid0: Sequence[int],
+    max_r: Callable[[int], int] | None,
+) -> SwinPlan:
     max_r = max_r or (lambda n: (n + 1) // 2)
     grids = _grids_from_first(config, grid0)
     points: list[SwinPoint] = []
     state: dict[int, tuple[int, int]] = {}  # swin stage -> (tokens per window, groups) so far
     for i, st in enumerate(stages):
         if st.r is None:
-            raise ValueError(f"stage {i} has no r; give r= or flops_target=")
+            raise SettingError(f"stage {i} has no r; give r= or flops_target=")
         s, j = _locate_block(config, st.after_block)
         where = f"stage {i} (after block {st.after_block}, block {j} of Swin stage {s + 1})"
         if j == config.depths[s] - 1:
-            raise ValueError(
+            raise SettingError(
                 f"{where}: it is the last block of its Swin stage, whose output patch merging turns into "
                 "a new grid of all-active tokens, so pruning there has no effect; allowed after_block: "
                 + ", ".join(str(b) for b in _prunable_blocks(config))
@@ -207,7 +227,7 @@ def plan_video_swin(
         window, _ = effective_window(grid, config.window_size, config.shift_size)
         bad = [a for a in range(3) if grid[a] % window[a]]
         if bad:
-            raise ValueError(
+            raise SettingError(
                 f"{where}: the token grid {grid} of Swin stage {s + 1} is not a whole number of "
                 f"{window} windows along {', '.join('THW'[a] for a in bad)}; pruning inside windows needs "
                 f"whole windows. Grid = (ceil(frames / {config.patch_size[0]}), ceil(height / "
@@ -226,14 +246,14 @@ def plan_video_swin(
                 if s not in state
                 else "the previous point's groups in this Swin stage"
             )
-            raise ValueError(f"{where}: " + _divides_message(st.groups, prev_groups, what))
+            raise SettingError(f"{where}: " + _divides_message(st.groups, prev_groups, what))
         n = check_group_r(
             st.r,
             tokens,
             st.groups,
             max_r,
             where,
-            f"{st.groups} groups of the {tokens} active tokens of each {window} window",
+            f"the {plural(tokens, 'active token')} of each {window} window in {plural(st.groups, 'group')}",
         )
         out = st.groups * (n - st.r)
         points.append(SwinPoint(i, st, s, j, grid, window, num_windows, tokens, n, out))
@@ -345,12 +365,15 @@ def default_swin_schedule(
             groups = _next_groups(groups)
         start += depth
     count = len(stages)
-    if r is None or isinstance(r, int):
-        rs = [r] * count
+    if r is None or isinstance(r, (str, bytes)) or not isinstance(r, Sequence):
+        rs = [r] * count  # normalize_schedule checks the type
     else:
         rs = list(r)
         if len(rs) != count:
-            raise ValueError(f"per-stage r needs one value per pruning point ({count}); got {len(rs)}: {rs}")
+            raise SettingError(
+                f"per-stage r needs one value per pruning point ({count}); "
+                f"got {plural(len(rs), 'value')}: {rs}"
+            )
     return [Stage(b, g, rr, rev) for (b, g, rev), rr in zip(stages, rs, strict=True)]
 
 
@@ -459,7 +482,7 @@ class VideoSwinPruner:
         self, adapter: VideoSwinAdapter, method: Method, stages: Sequence[Stage], shifted_windows: str = "pad"
     ) -> None:
         if shifted_windows not in SHIFTED_WINDOW_MODES:
-            raise ValueError(
+            raise SettingError(
                 f"shifted_windows must be one of {SHIFTED_WINDOW_MODES}; got {shifted_windows!r}"
             )
         self.adapter = adapter
@@ -534,6 +557,8 @@ class VideoSwinPruner:
         self._current = self.plan_for(output.shape[1:4])  # raises before any block runs
         self.trace = GridTrace()
         self._ctx = {}
+        if getattr(self.method, "uses_sample_key", False):
+            self._ctx["sample_key"] = content_keys(args[0])  # per clip, whatever its batch
         self.method.start_forward(self._ctx)
 
     def _dense_stage(self, s: int, module: nn.Module, args: tuple) -> None:
@@ -667,7 +692,7 @@ class VideoSwinAdapter(Adapter):
     ) -> VideoSwinPruner:
         """Resolve the schedule (r or flops_target) and build the pruner; raises before installing."""
         if not isinstance(method, IndexPruningMethod):
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"method {method.name!r} is not supported on Video Swin: it "
                 + (
                     "merges tokens, and a merged token has no place in the window grid (windows, shifted "
@@ -678,7 +703,7 @@ class VideoSwinAdapter(Adapter):
                 + "; use an index-pruning method such as 'sta' or 'random'"
             )
         if r is not None and flops_target is not None:
-            raise ValueError(
+            raise SettingError(
                 f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
             )
         cfg = self.config
@@ -687,7 +712,7 @@ class VideoSwinAdapter(Adapter):
             stages = default_swin_schedule(cfg, r)
             normalize_schedule(stages, depth, 1, None)  # type and range checks
         elif isinstance(schedule, str):
-            raise ValueError(
+            raise SettingError(
                 f"unknown schedule {schedule!r} for Video Swin; use 'paper' (the paper's three points inside "
                 "every Swin stage) or a list of stages (after_block, groups per window, r[, reverse])"
             )
@@ -695,10 +720,10 @@ class VideoSwinAdapter(Adapter):
             stages = normalize_schedule(schedule, depth, 1, r)
         if flops_target is not None:
             if any(s.r is not None for s in stages):
-                raise ValueError("flops_target chooses r itself; leave r out of the schedule's stages")
+                raise SettingError("flops_target chooses r itself; leave r out of the schedule's stages")
             stages = with_r(stages, self.choose_uniform_r(method, stages, flops_target))
         elif any(s.r is None for s in stages):
-            raise ValueError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
+            raise SettingError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
         return VideoSwinPruner(self, method, stages, shifted_windows)
 
     def choose_uniform_r(self, method: Method, stages: Sequence[Stage], target: float) -> int:
@@ -747,6 +772,26 @@ class VideoSwinAdapter(Adapter):
             for g, d in zip(self.config.stage_grids(), self.config.depths, strict=True)
             for _ in range(d)
         ]
+
+    def input_grid(self) -> InputGrid:
+        """``x`` (B, C, T, H, W); the first stage's grid: ``patch_size`` (frames, pixels, pixels) per token.
+
+        Later Swin stages merge 2 x 2 tokens (their grids are in the trace's ``grid``)."""
+        cfg = self.config
+        t, h, w = cfg.clip_size
+        pt, ph, pw = cfg.patch_size
+        g = cfg.stage_grids()[0]
+        return InputGrid(
+            input_name="x",
+            input_layout="BCTHW",
+            num_frames=t,
+            image_size=(h, w),
+            num_slots=g[0],
+            grid=(g[1], g[2]),
+            tubelet=pt,
+            patch=(ph, pw),
+            protected=0,
+        )
 
     def describe(self) -> str:
         cfg = self.config
