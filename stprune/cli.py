@@ -1,12 +1,101 @@
 """Command-line interface: thin. Each sub-command parses its arguments, calls library functions
 and prints. Register a sub-command by adding a ``_add_<name>(sub)`` function below and listing it
-in ``_COMMANDS``."""
+in ``_COMMANDS``.
+
+A user's mistake fails in one line, ``stprune <command>: error: ...``, with exit code 2: option
+values are checked while parsing (the ``type=`` functions below, shared by every command), and
+the library's own errors (:class:`stprune.errors.StpruneError`) are caught in :func:`main`.
+Anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line (exit code 2, as argparse's own)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --------------------------------------------------------------------------------------------
+# option types: every command checks its values the same way, before any work
+# --------------------------------------------------------------------------------------------
+
+
+def _int(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int(text, 0)
+
+
+def device_arg(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, where CUDA must exist on this machine."""
+    import torch
+
+    name = text.strip().lower()
+    if name == "cpu":
+        return name
+    kind, _, index = name.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device stprune runs on; use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: no CUDA device is available (torch {torch.__version__}); use cpu"
+        )
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {count} CUDA device(s), cuda:0..{count - 1}"
+        )
+    return name
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file path that can be written (checked before the run; folders are created)."""
+    from stprune.bench.report import check_writable
+    from stprune.errors import SettingError
+
+    try:
+        check_writable(text, "output file")
+    except SettingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def output_dir(text: str) -> str:
+    """argparse type: a folder files can be written in, or one that can be created."""
+    from stprune.bench.report import check_writable_dir
+    from stprune.errors import SettingError
+
+    try:
+        check_writable_dir(text, "output folder")
+    except SettingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
 
 
 def _add_version(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +132,7 @@ def _add_setting_args(p: argparse.ArgumentParser) -> None:
         metavar="X",
         help="FLOPs ratio(s) in (0, 1]: r is chosen to reach each",
     )
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--json", metavar="PATH", type=output_file, help="also write the results as JSON")
 
 
 def _settings(args: argparse.Namespace) -> list:
@@ -73,17 +162,47 @@ def _run_flops(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="throughput, latency and peak memory, unpruned vs pruned")
+    p = sub.add_parser("bench", help="throughput, latency and forward memory, unpruned vs pruned")
     _add_setting_args(p)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=2, help="untimed forwards per setting and round")
-    p.add_argument("--iters", type=int, default=5, help="timed forwards per setting and round")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all settings")
     p.add_argument(
-        "--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)"
+        "--batch-size", metavar="B", type=positive_int, default=1, help="clips per forward, >= 1 (default 1)"
+    )
+    p.add_argument(
+        "--warmup",
+        metavar="N",
+        type=nonnegative_int,
+        default=2,
+        help="untimed forwards per setting and round, >= 0",
+    )
+    p.add_argument(
+        "--iters",
+        metavar="N",
+        type=positive_int,
+        default=5,
+        help="timed forwards per setting and round, >= 1",
+    )
+    p.add_argument(
+        "--rounds",
+        metavar="N",
+        type=positive_int,
+        default=3,
+        help="interleaved rounds over all settings, >= 1",
+    )
+    p.add_argument(
+        "--device",
+        metavar="DEV",
+        type=device_arg,
+        default="cuda" if _cuda() else "cpu",
+        help="cpu, cuda or cuda:N (default: cuda if available)",
     )
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--threads",
+        metavar="N",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads, >= 1 (default: torch's choice)",
+    )
     p.set_defaults(func=_run_bench)
 
 
@@ -102,9 +221,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from stprune.models import get_adapter
     from stprune.models.loading import load_model
 
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1; got {args.batch_size}")
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     console = Console(stderr=True)
     model = load_model(args.model).to(args.device)
@@ -168,7 +285,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--views", default=None, help="TxS temporal clips x spatial crops (default 5x3 kinetics, 2x3 ssv2)"
     )
-    p.add_argument("--sampling-rate", type=int, default=4, help="kinetics frame stride (default 4)")
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="kinetics frame stride (default: the model's own when its checkpoint records it, e.g. 1 for "
+        "the demo model; else 4, VideoMAE's Kinetics test)",
+    )
     prune = p.add_mutually_exclusive_group()
     prune.add_argument("--r", type=int, default=None, help="tokens dropped per group at each pruning point")
     prune.add_argument("--flops-target", type=float, default=None, help="target FLOPs ratio in (0, 1]")
@@ -176,7 +299,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--method", choices=sorted(METHODS), default="sta", help="pruning method (default sta)")
     p.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
-    p.add_argument("--workers", type=int, default=4, help="decoding DataLoader workers (default 4)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding DataLoader workers (default: 4, or fewer when fewer CPUs are available per rank)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument(
         "--precision",
@@ -200,44 +328,81 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
     from stprune.eval.runner import run_eval
 
-    summary = run_eval(
-        model=args.model,
-        data=args.data,
-        out=args.out,
-        root=args.root,
-        protocol=args.protocol,
-        views=args.views,
-        sampling_rate=args.sampling_rate,
-        r=args.r,
-        flops_target=args.flops_target,
-        method=args.method,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        limit=args.limit,
-        overwrite=args.overwrite,
-        num_heads=args.num_heads,
-        num_frames=args.num_frames,
-        image_size=args.image_size,
-        precision=args.precision,
-        progress=not args.no_progress,
-    )
+    package = str(Path(__file__).resolve().parent)
+    show_other = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        # stprune's own warnings as one line above the progress bar; others as Python shows them
+        if issubclass(category, UserWarning) and str(Path(filename).resolve()).startswith(package):
+            tqdm.write(f"stprune eval: warning: {message}", file=sys.stderr)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        summary = run_eval(
+            model=args.model,
+            data=args.data,
+            out=args.out,
+            root=args.root,
+            protocol=args.protocol,
+            views=args.views,
+            sampling_rate=args.sampling_rate,
+            r=args.r,
+            flops_target=args.flops_target,
+            method=args.method,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            num_heads=args.num_heads,
+            num_frames=args.num_frames,
+            image_size=args.image_size,
+            precision=args.precision,
+            progress=not args.no_progress,
+        )
     if summary is None:  # not rank 0
         return 0
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f}%"
 
-    print(
-        f"top-1 {pct(summary['top1'])}  top-5 {pct(summary['top5'])}  "
-        f"({summary['num_evaluated']} videos evaluated, {summary['num_failed']} failed, "
-        f"{summary['num_views']} views each)"
-    )
+    failed = summary["num_failed"]
+    counts = f"{summary['num_evaluated']} of {summary['num_videos']} videos evaluated, {failed} failed"
+    if failed and summary["num_evaluated"]:
+        counts += (
+            f"; counting failures as wrong: top-1 {pct(summary['top1_errors_as_wrong'])}, "
+            f"top-5 {pct(summary['top5_errors_as_wrong'])};"
+        )
+    else:
+        counts += ","
+    views = f"{summary['num_views']} views each"
+    print(f"top-1 {pct(summary['top1'])}  top-5 {pct(summary['top5'])}  ({counts} {views})")
     if summary["gflops_per_view"] is not None:
         print(f"GFLOPs per view: {summary['gflops_per_view']:.4g}")
-    print(f"results: {args.out}/summary.json, {args.out}/predictions.jsonl")
+    merged = f"{args.out}/predictions.jsonl"
+    print(f"results: {args.out}/summary.json, {merged}")
+    if summary["num_evaluated"] == 0:  # nothing could be evaluated: a failed run, whatever the cause
+        with open(merged, encoding="utf-8") as f:
+            first = next((row for row in map(json.loads, f) if row.get("error")), None)
+        example = ""
+        if first is not None:
+            example = f"; first: {first['video']!r}: {' '.join(str(first['error']).split())}"
+        print(
+            f"stprune eval: error: no video could be evaluated ({failed} of {summary['num_videos']} failed"
+            f"{example}); every error is in {merged}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -247,7 +412,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="offline demo: the bundled trained model, accuracy vs GFLOPs of STA, ToMe and random pruning",
     )
     p.add_argument("--fast", action="store_true", help="a quick smoke run: 48 clips, one FLOPs target")
-    p.add_argument("--clips", type=int, default=None, help="validation clips (default 500; 48 with --fast)")
+    p.add_argument(
+        "--clips",
+        metavar="N",
+        type=positive_int,
+        default=None,
+        help="validation clips, >= 1 (default 500; 48 with --fast)",
+    )
     p.add_argument(
         "--targets",
         type=float,
@@ -259,10 +430,24 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods", nargs="+", default=["sta", "tome", "random"], choices=["sta", "tome", "random"]
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--plot", metavar="PATH", help="save the accuracy-vs-GFLOPs curve as PNG")
+    p.add_argument(
+        "--batch-size",
+        metavar="B",
+        type=positive_int,
+        default=32,
+        help="clips per forward, >= 1 (default 32)",
+    )
+    p.add_argument(
+        "--threads",
+        metavar="N",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads, >= 1 (default: torch's choice)",
+    )
+    p.add_argument("--json", metavar="PATH", type=output_file, help="write the results as JSON")
+    p.add_argument(
+        "--plot", metavar="PATH", type=output_file, help="save the accuracy-vs-GFLOPs curve as PNG"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_demo)
 
@@ -270,7 +455,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from stprune.demo.benchmark import DEFAULT_TARGETS, FAST_TARGETS, main_demo
 
-    clips = args.clips or (48 if args.fast else 500)
+    clips = args.clips if args.clips is not None else (48 if args.fast else 500)
     targets = args.targets or (FAST_TARGETS if args.fast else DEFAULT_TARGETS)
     main_demo(
         clips,
@@ -288,19 +473,43 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _add_show(sub: argparse._SubParsersAction) -> None:
     from stprune.models.loading import MODEL_HELP
 
-    p = sub.add_parser("show", help="draw which tokens are kept at every pruning stage")
-    p.add_argument("--model", default="demo", help=MODEL_HELP)
+    p = sub.add_parser(
+        "show",
+        help="draw which tokens are kept at every pruning point, on the frames of one clip",
+        description="Prune one clip and save a PNG: a row for the input and one per pruning point, "
+        "a column per temporal slot; pruned tokens are white. Works for every model family stprune "
+        "supports (Video Swin: each row on the grid of the Swin stage it prunes in).",
+    )
+    p.add_argument("--model", metavar="M", default="demo", help=MODEL_HELP + " (default: demo)")
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--clip", type=int, default=None, help="validation clip index of the demo task (--model demo)"
+        "--clip",
+        metavar="N",
+        type=nonnegative_int,
+        default=None,
+        help="synthetic demo validation clip N >= 0 (default 0), resampled to the model's frames and size",
     )
-    src.add_argument("--video", default=None, help="a video file (PyAV), frames spread over its length")
-    p.add_argument("--method", default="sta", choices=["sta", "random"])
-    p.add_argument(
-        "--r", type=int, nargs="+", default=None, help="tokens dropped per group (one or per stage)"
+    src.add_argument(
+        "--video", metavar="FILE", default=None, help="a video file (PyAV), the model's frames spread over it"
     )
-    p.add_argument("--flops-target", type=float, default=None, help="FLOPs ratio (default 0.5 when no --r)")
-    p.add_argument("--out", required=True, help="PNG path")
+    p.add_argument("--method", default="sta", choices=["sta", "random"], help="pruning method (default: sta)")
+    prune = p.add_mutually_exclusive_group()
+    prune.add_argument(
+        "--r",
+        metavar="R",
+        type=int,
+        nargs="+",
+        default=None,
+        help="tokens dropped per group (one value, or one per stage)",
+    )
+    prune.add_argument(
+        "--flops-target",
+        metavar="X",
+        type=float,
+        default=None,
+        help="FLOPs ratio in (0, 1] (default 0.7 when no --r)",
+    )
+    p.add_argument("--out", metavar="PNG", required=True, type=output_file, help="PNG path")
     p.set_defaults(func=_run_show)
 
 
@@ -308,7 +517,7 @@ def _run_show(args: argparse.Namespace) -> int:
     from stprune.demo.show import show
 
     r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
-    out = show(
+    res = show(
         args.model,
         args.out,
         clip=args.clip,
@@ -317,7 +526,10 @@ def _run_show(args: argparse.Namespace) -> int:
         r=r,
         flops_target=args.flops_target,
     )
-    print(f"wrote {out}")
+    print(f"wrote {res.path}")
+    print(res.title.replace("\n", "; "))
+    for sm in res.stages:
+        print(f"  {sm.label}: kept {sm.kept}/{sm.total} tokens")
     return 0
 
 
@@ -326,9 +538,15 @@ def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
         "make-demo-videos",
         help="write synthetic demo clips as mp4 files plus a '<split>.txt' list (path label per line)",
     )
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--num", type=int, required=True, help="number of clips")
-    p.add_argument("--seed", type=int, default=0, help="split seed (default 0, the demo's validation set)")
+    p.add_argument("--out", metavar="DIR", required=True, type=output_dir, help="output directory")
+    p.add_argument("--num", metavar="N", type=positive_int, required=True, help="number of clips, >= 1")
+    p.add_argument(
+        "--seed",
+        metavar="S",
+        type=nonnegative_int,
+        default=0,
+        help="split seed (default 0, the demo's validation set)",
+    )
     p.add_argument("--split", choices=["val", "train"], default="val")
     p.set_defaults(func=_run_make_demo_videos)
 
@@ -354,9 +572,12 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level ``stprune`` parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(
+    from stprune import __version__
+
+    parser = _Parser(
         prog="stprune", description="Training-free spatio-temporal token pruning for video transformers."
     )
+    parser.add_argument("--version", action="version", version=__version__, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _COMMANDS:
         add(sub)
@@ -366,14 +587,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stprune`` command; returns the process exit code.
 
-    Bad settings (ValueError, TypeError, NotImplementedError, a missing file) print one line
-    ``stprune <command>: error: ...`` and return 2, like argparse's own usage errors.
+    A user's mistake prints one line ``stprune <command>: error: ...`` and returns 2, like
+    argparse's own usage errors: bad option values while parsing, and every
+    :class:`stprune.errors.StpruneError` the library raises. Other exceptions are bugs and
+    propagate with their traceback.
     """
+    from stprune.errors import StpruneError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, NotImplementedError, FileNotFoundError) as err:
-        print(f"stprune {args.command}: error: {err}", file=sys.stderr)
+    except StpruneError as err:
+        message = " ".join(str(err).split("\n"))
+        print(f"stprune {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -131,3 +131,17 @@ def test_demo_rejects_bad_settings(capsys):
         demo_settings([0.7], ["sta", "pca"])
     with pytest.raises(ValueError, match="num_clips"):
         run_demo(num_clips=0, progress=False)
+
+
+def test_demo_plot_accuracy_axis_ends_at_100_percent():
+    from stprune.demo.benchmark import DemoRow, demo_figure
+
+    rows = [
+        DemoRow("none", "unpruned", 1.04, 1.0, 100.0, 51.1, []),
+        DemoRow("sta", "flops_target=0.7", 0.70, 0.68, 99.8, 74.5, [10, 10, 10]),
+        DemoRow("random", "flops_target=0.5", 0.50, 0.48, 95.4, 98.8, [17, 17, 17]),
+    ]
+    fig = demo_figure(rows)
+    low, high = fig.axes[0].get_ylim()
+    assert high == 100.0 and low <= 95.4
+    assert fig.axes[0].get_ylabel() == "top-1 (%)"

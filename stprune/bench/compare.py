@@ -106,6 +106,9 @@ class Row:
                 peak_memory_mb=None
                 if self.speed.peak_memory_mb is None
                 else round(self.speed.peak_memory_mb, 1),
+                forward_memory_mb=None
+                if self.speed.forward_memory_mb is None
+                else round(self.speed.forward_memory_mb, 1),
                 speedup=None if self.speedup is None else round(self.speedup, 3),
             )
         d.update(self.extra)
@@ -175,8 +178,18 @@ def measure_speed_rows(
     """Time every setting, interleaved over ``rounds`` so that load drift hits all settings alike.
 
     Each round patches, warms up and times every setting in turn; a setting's latency is the
-    median of its per-round median latencies. Speed-ups are relative to ``rows[0]``.
+    median of its per-round median latencies. Speed-ups are relative to ``rows[0]``. Forward
+    memory (:func:`stprune.bench.speed.measure_speed`) is measured in the first round.
     """
+    from stprune.errors import SettingError
+
+    for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 0), ("iters", iters, 1)):
+        if value < low:
+            raise SettingError(f"{name} must be >= {low}; got {value}")
+    if rounds < 1:
+        raise SettingError(f"rounds must be >= 1; got {rounds}")
+    if not rows:
+        raise SettingError("no settings to time")
     device = next(model.parameters()).device
     inputs = get_adapter(model).example_inputs(batch_size, device=device)
     times: dict[int, list[SpeedResult]] = {i: [] for i in range(len(rows))}
@@ -187,7 +200,14 @@ def measure_speed_rows(
             row.setting.patch(model)
             try:
                 times[i].append(
-                    measure_speed(model, inputs, warmup=warmup, iters=iters, autocast_dtype=autocast_dtype)
+                    measure_speed(
+                        model,
+                        inputs,
+                        warmup=warmup,
+                        iters=iters,
+                        autocast_dtype=autocast_dtype,
+                        memory=rnd == 0,
+                    )
                 )
             finally:
                 if stprune.is_patched(model):
@@ -197,6 +217,7 @@ def measure_speed_rows(
         res = times[i]
         lat = sorted(r.latency_ms for r in res)[len(res) // 2]
         peaks = [r.peak_memory_mb for r in res if r.peak_memory_mb is not None]
+        fwd = [r.forward_memory_mb for r in res if r.forward_memory_mb is not None]
         merged = replace(
             res[0],
             iters=sum(r.iters for r in res),
@@ -205,6 +226,7 @@ def measure_speed_rows(
             latency_ms_mean=sum(r.latency_ms_mean for r in res) / len(res),
             clips_per_s=batch_size / (lat / 1e3),
             peak_memory_mb=max(peaks) if peaks else None,
+            forward_memory_mb=max(fwd) if fwd else None,
         )
         out.append(replace(row, speed=merged))
     for row in out:

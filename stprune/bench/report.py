@@ -1,8 +1,14 @@
-"""Printing comparison rows as tables (rich) and JSON."""
+"""Printing comparison rows as tables and JSON, saving figures, checking output paths.
+
+Tables are printed whole: on a terminal as a rich table whose cells wrap (``overflow="fold"``)
+but are never cut; anywhere else (a pipe, a file, a captured stream) as a plain markdown table
+with every value complete, ready to paste into a document.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,8 +16,26 @@ from rich.console import Console
 from rich.table import Table
 
 from stprune.bench.compare import Row
+from stprune.errors import SettingError
 
-__all__ = ["compact_tokens", "print_rows", "write_json"]
+__all__ = [
+    "compact_tokens",
+    "markdown_table",
+    "print_table",
+    "print_rows",
+    "write_json",
+    "save_figure",
+    "check_writable",
+    "check_writable_dir",
+    "MEMORY_NOTE",
+]
+
+#: what the memory column of a timed table is
+MEMORY_NOTE = (
+    "fwd MiB: memory one forward holds at its peak beyond the weights and the input "
+    "(CUDA: torch's allocator peak above what was allocated before; CPU: tensors the forward's "
+    "operators return, tracked per operator, kernel scratch not included)"
+)
 
 
 def compact_tokens(tokens: Sequence[int]) -> str:
@@ -27,21 +51,62 @@ def compact_tokens(tokens: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
+def markdown_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table; ``columns`` are (header, ``"left"`` | ``"right"``) pairs."""
+
+    def esc(v: str) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(name) for name, _ in columns) + " |"]
+    lines.append("|" + "|".join("---:" if justify == "right" else "---" for _, justify in columns) + "|")
+    lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def print_table(
+    title: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[str]],
+    console: Console | None = None,
+    notes: Sequence[str] = (),
+) -> None:
+    """Print a table whole: rich (cells fold, never cut) on a terminal, markdown otherwise.
+
+    Args:
+        title: printed above the table.
+        columns: (header, ``"left"`` | ``"right"``) per column.
+        rows: the cells, strings, one sequence per row.
+        console: where to print (default: a new stdout console).
+        notes: lines printed under the table (e.g. what a column means).
+    """
+    console = console or Console()
+    if console.is_terminal:
+        table = Table(
+            title=title, title_justify="left", caption="\n".join(notes) or None, caption_justify="left"
+        )
+        for name, justify in columns:
+            table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        for cells in rows:
+            table.add_row(*cells)
+        console.print(table)
+        return
+    text = "\n".join([title, "", markdown_table(columns, rows), *([""] + list(notes) if notes else [])])
+    # soft_wrap: rich must not wrap or cut the lines to a console width
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def print_rows(rows: Sequence[Row], title: str, console: Console | None = None, tokens: bool = True) -> None:
     """A table with one line per setting; speed columns when the rows were timed."""
-    console = console or Console()
     timed = any(r.speed is not None for r in rows)
     extra_keys = [k for k in rows[0].extra] if rows else []
-    table = Table(title=title, title_justify="left")
-    for col in ["method", "setting", "r per stage", "GFLOPs", "ratio"]:
-        table.add_column(col, justify="right" if col in ("GFLOPs", "ratio") else "left")
-    for k in extra_keys:
-        table.add_column(k, justify="right")
+    columns = [("method", "left"), ("setting", "left"), ("r per stage", "left")]
+    columns += [("GFLOPs", "right"), ("ratio", "right")]
+    columns += [(k, "right") for k in extra_keys]
     if timed:
-        for col in ["clips/s", "latency ms", "speedup", "1/ratio", "peak MiB"]:
-            table.add_column(col, justify="right")
+        columns += [(c, "right") for c in ["clips/s", "latency ms", "speedup", "1/ratio", "fwd MiB"]]
     if tokens:
-        table.add_column("tokens per block")
+        columns.append(("tokens per block", "left"))
+    table_rows = []
     for r in rows:
         cells = [
             r.setting.method,
@@ -53,23 +118,79 @@ def print_rows(rows: Sequence[Row], title: str, console: Console | None = None, 
         cells += [_fmt(r.extra.get(k)) for k in extra_keys]
         if timed:
             s = r.speed
+            mem = None if s is None else s.forward_memory_mb
             cells += [
-                f"{s.clips_per_s:.2f}",
-                f"{s.latency_ms:.1f}",
-                f"{r.speedup:.2f}x",
+                "-" if s is None else f"{s.clips_per_s:.2f}",
+                "-" if s is None else f"{s.latency_ms:.1f}",
+                "-" if r.speedup is None else f"{r.speedup:.2f}x",
                 f"{1 / r.ratio:.2f}x",
-                "-" if s.peak_memory_mb is None else f"{s.peak_memory_mb:.0f}",
+                "-" if mem is None else f"{mem:.1f}",
             ]
         if tokens:
             cells.append(compact_tokens(r.tokens_per_block))
-        table.add_row(*cells)
-    console.print(table)
+        table_rows.append(cells)
+    print_table(title, columns, table_rows, console, notes=[MEMORY_NOTE] if timed else [])
 
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.2f}"
     return "-" if v is None else str(v)
+
+
+def _nearest_existing(path: Path) -> Path:
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _can_create_in(folder: Path) -> str | None:
+    """None if a file can be created in ``folder`` (tried with a temporary file), else why not."""
+    import tempfile
+
+    if not folder.is_dir():
+        return f"{str(folder)!r} is not a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".stprune-write-check-"):
+            pass
+    except OSError as err:
+        return f"cannot create files in {str(folder)!r} ({err.strerror or err})"
+    return None
+
+
+def check_writable(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Raise SettingError unless a file can be written at ``path`` (folders may still be missing).
+
+    Run before long work so that it does not fail at the end: ``path`` must not be a folder, an
+    existing file must open for writing, and a file must be creatable in the nearest existing
+    parent folder (missing folders are created when writing). Returns ``path`` as a Path.
+    """
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.is_dir():
+        raise SettingError(f"{what} {str(path)!r} is a folder; give a file path")
+    if p.exists():
+        try:
+            with open(p, "a"):
+                pass
+        except OSError as err:
+            raise SettingError(f"{what} {str(path)!r} is not writable ({err.strerror or err})") from None
+        return p
+    why = _can_create_in(_nearest_existing(p.absolute().parent))
+    if why:
+        raise SettingError(f"{what} {str(path)!r}: {why}")
+    return p
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise SettingError unless ``path`` is a folder files can be written in, or can be created."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.exists() and not p.is_dir():
+        raise SettingError(f"{what} {str(path)!r} is a file, not a folder")
+    why = _can_create_in(p if p.exists() else _nearest_existing(p.absolute()))
+    if why:
+        raise SettingError(f"{what} {str(path)!r}: {why}")
+    return p
 
 
 def write_json(path: str | Path, payload: dict) -> None:
@@ -79,14 +200,18 @@ def write_json(path: str | Path, payload: dict) -> None:
     p.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def save_figure(fig: object, path: str | Path) -> Path:
-    """Lay out a matplotlib figure, save it to ``path`` (folders created; format from the suffix),
-    close it, and return the path."""
+def save_figure(fig: object, path: str | Path, layout: bool = True) -> Path:
+    """Save a matplotlib figure to ``path`` (folders created; format from the suffix) with a tight
+    bounding box (titles and legends included), close it, and return the path.
+
+    ``layout``: run ``tight_layout`` first (False when the caller laid the figure out itself).
+    """
     import matplotlib.pyplot as plt
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out)
+    if layout:
+        fig.tight_layout()
+    fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
     return out

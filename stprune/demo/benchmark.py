@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import stprune
 from stprune.bench.compare import Setting, measure_flops_rows
+from stprune.errors import SettingError
 
 __all__ = [
     "DemoRow",
@@ -29,6 +30,8 @@ __all__ = [
     "demo_settings",
     "run_demo",
     "plot_demo",
+    "demo_figure",
+    "print_demo",
     "demo_payload",
 ]
 
@@ -55,10 +58,10 @@ def demo_settings(targets: Sequence[float], methods: Sequence[str] = METHODS) ->
     """The unpruned model, then every method at every FLOPs target."""
     for x in targets:
         if not 0 < x <= 1:
-            raise ValueError(f"FLOPs targets must be in (0, 1]; got {x}")
+            raise SettingError(f"FLOPs targets must be in (0, 1]; got {x}")
     for m in methods:
         if m not in METHODS:
-            raise ValueError(f"unknown demo method {m!r}; choose from {', '.join(METHODS)}")
+            raise SettingError(f"unknown demo method {m!r}; choose from {', '.join(METHODS)}")
     return [Setting()] + [Setting(m, flops_target=x) for m in methods for x in targets]
 
 
@@ -125,7 +128,7 @@ def run_demo(
             by default the note is printed.
     """
     if num_clips < 1 or batch_size < 1:
-        raise ValueError(f"num_clips and batch_size must be >= 1; got {num_clips}, {batch_size}")
+        raise SettingError(f"num_clips and batch_size must be >= 1; got {num_clips}, {batch_size}")
     settings = demo_settings(targets, methods)  # bad targets fail before any work
     from stprune.demo.model import load_demo_info, load_demo_model
 
@@ -134,7 +137,7 @@ def run_demo(
     for s in settings[1:]:
         try:
             flops.append(measure_flops_rows(model, [settings[0], s])[1])
-        except ValueError as err:  # e.g. ToMe's constant r cannot go that low on a shallow model
+        except SettingError as err:  # e.g. ToMe's constant r cannot go that low on a shallow model
             (on_skip or tqdm.write)(f"skipped {s.method} {s.label}: {err}")
     frames, labels = _clips(num_clips, progress)
     rows: list[DemoRow] = []
@@ -161,7 +164,15 @@ def demo_payload(rows: Sequence[DemoRow], **meta: Any) -> dict[str, Any]:
 
 
 def plot_demo(rows: Sequence[DemoRow], path: str | Path, title: str = "stprune demo") -> Path:
-    """Accuracy vs GFLOPs, one curve per method, the unpruned model as a star; saves a PNG."""
+    """Save :func:`demo_figure` as a PNG at ``path`` and return the path."""
+    from stprune.bench.report import save_figure
+
+    return save_figure(demo_figure(rows, title), path)
+
+
+def demo_figure(rows: Sequence[DemoRow], title: str = "stprune demo") -> Any:
+    """Accuracy vs GFLOPs, one curve per method, the unpruned model as a star (a matplotlib
+    Figure); the accuracy axis ends at 100%."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,41 +190,44 @@ def plot_demo(rows: Sequence[DemoRow], path: str | Path, title: str = "stprune d
         if base is not None and pts:
             pts.append((base.gflops, base.top1))
         if pts:
-            ax.plot(*zip(*pts, strict=True), fmt, color=color, label=name)
+            ax.plot(*zip(*pts, strict=True), fmt, color=color, label=name, clip_on=False)
     if base is not None:
-        ax.plot([base.gflops], [base.top1], "*", color="black", markersize=14, label="unpruned")
+        ax.plot(
+            [base.gflops], [base.top1], "*", color="black", markersize=14, label="unpruned", clip_on=False
+        )
+    low = min((r.top1 for r in rows), default=0.0)
+    ax.set_ylim(max(0.0, low - max(1.0, 0.05 * (100.0 - low))), 100.0)  # accuracy cannot exceed 100%
     ax.set_xlabel("GFLOPs per clip")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
-    from stprune.bench.report import save_figure
-
-    return save_figure(fig, path)
+    ax.legend(loc="lower right")
+    return fig
 
 
 def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None:
     """The demo table, then for each method its top-1 change (points) at the largest ratio <= 0.7
     and at its smallest ratio."""
     from rich.console import Console
-    from rich.table import Table
+
+    from stprune.bench.report import print_table
 
     console = console or Console()
-    table = Table(title=title, title_justify="left")
-    for col in ("method", "setting", "r per stage", "GFLOPs", "ratio", "top-1 %", "clips/s"):
-        table.add_column(col, justify="left" if col in ("method", "setting", "r per stage") else "right")
-    for r in rows:
-        rs = ",".join(map(str, r.r_per_stage[:3])) + ("..." if len(r.r_per_stage) > 3 else "")
-        table.add_row(
+    columns = [(c, "left") for c in ("method", "setting", "r per stage")]
+    columns += [(c, "right") for c in ("GFLOPs", "ratio", "top-1 %", "clips/s")]
+    cells = [
+        [
             r.method,
             r.setting,
-            rs or "-",
+            ",".join(map(str, r.r_per_stage)) or "-",
             f"{r.gflops:.3f}",
             f"{r.ratio:.3f}",
             f"{r.top1:.1f}",
             f"{r.clips_per_s:.1f}",
-        )
-    console.print(table)
+        ]
+        for r in rows
+    ]
+    print_table(title, columns, cells, console)
     base = next(r for r in rows if r.method == "none")
     for m in dict.fromkeys(r.method for r in rows if r.method != "none"):
         mine = [r for r in rows if r.method == m]
@@ -242,14 +256,20 @@ def main_demo(
 
     from rich.console import Console
 
-    from stprune.bench.report import write_json
+    from stprune.bench.report import check_writable, write_json
 
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise SettingError(f"threads must be >= 1; got {threads}")
         torch.set_num_threads(threads)
+    for path in (json_path, plot_path):  # fail now, not after the whole run
+        if path:
+            check_writable(path)
     console = Console()
     console.print(
         "[bold]stprune demo[/bold]: the bundled VideoMAE-style classifier (synthetic 12-class task, "
-        f"16x96x96 clips), {clips} validation clips, CPU, {torch.get_num_threads()} threads"
+        f"16x96x96 clips), {clips} validation clips, CPU, {torch.get_num_threads()} threads",
+        soft_wrap=True,
     )
     t0 = time.perf_counter()
     skipped: list[str] = []

@@ -6,6 +6,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from stprune.errors import SettingError
+
 
 @torch.no_grad()
 def evaluate_top1(
@@ -22,7 +24,7 @@ def evaluate_top1(
     must return an object with ``.logits`` (B, num_classes). The model's train/eval mode is restored.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise SettingError(f"batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
     correct = total = 0

@@ -1,114 +1,317 @@
 """``stprune show``: which tokens a pruning method keeps, drawn on the clip's frames.
 
-One column per temporal slot (its first frame), one row for the input and one per pruning
-stage; tokens pruned by that stage (or earlier) are whited out, as in the STA paper's figure.
+One column per temporal slot of the model's input token grid (its first frame), one row for the
+input and one per pruning point; tokens pruned at that point (or earlier) are whited out, as in
+the STA paper's figure. The geometry comes from the model's adapter
+(:meth:`~stprune.models.base.Adapter.input_grid`) and the kept tokens from
+:func:`stprune.last_trace`, so every supported family draws the same way: for a ViT the rows are
+the T0 x h x w grid; for Video Swin each row is drawn on the grid of the Swin stage the pruning
+point is in (later stages merge 2 x 2 tokens, so their cells are larger), and a new Swin stage
+starts with every token active again.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 import stprune
+from stprune.errors import InputError, MissingFileError, SettingError
+from stprune.models.base import InputGrid
 
-__all__ = ["kept_masks", "render_kept_tokens", "clip_from_video", "show"]
+__all__ = [
+    "StageMask",
+    "ShowResult",
+    "kept_masks",
+    "kept_figure",
+    "render_kept_tokens",
+    "clip_from_video",
+    "synthetic_clip",
+    "show_model",
+    "show",
+]
+
+#: pruning setting when neither r nor flops_target is given (reachable by every supported family)
+DEFAULT_FLOPS_TARGET = 0.7
 
 
-def kept_masks(model: nn.Module, pixel_values: torch.Tensor) -> tuple[list[np.ndarray], list[str]]:
-    """Run a patched model on one clip and return, per stage, a kept mask over the token grid.
+@dataclass(frozen=True)
+class StageMask:
+    """The tokens still kept after one pruning point of the last forward.
+
+    Attributes:
+        label: e.g. ``"after block 1 (r=8)"``.
+        mask: bool (T, h, w) over the token grid the point prunes in (True = kept).
+        kept: tokens kept in that grid; total: tokens of that grid (protected tokens excluded).
+    """
+
+    label: str
+    mask: np.ndarray
+    kept: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ShowResult:
+    """What :func:`show` drew: the PNG, its panel grid, the stages and the predictions."""
+
+    path: Path
+    rows: int
+    columns: int
+    panels: int
+    stages: list[StageMask]
+    prediction: int
+    prediction_unpruned: int
+    title: str
+
+
+def _forward(model: nn.Module, grid: InputGrid, clip: torch.Tensor) -> torch.Tensor:
+    """``clip`` (1, T, C, H, W) in the model's input layout through the model; returns the logits."""
+    x = clip if grid.input_layout == "BTCHW" else clip.transpose(1, 2)
+    with torch.inference_mode():
+        out = model(**{grid.input_name: x})
+    logits = getattr(out, "logits", out)
+    if isinstance(logits, tuple | list):
+        logits = logits[0]
+    return logits
+
+
+def kept_masks(model: nn.Module, pixel_values: torch.Tensor) -> tuple[list[StageMask], torch.Tensor]:
+    """Run a patched model on one clip and return, per pruning point, the kept tokens.
 
     Args:
-        model: a model patched with a pruning method (one that keeps token positions).
-        pixel_values: (1, T, C, H, W).
+        model: a model patched with a pruning method that keeps token positions (sta, random).
+        pixel_values: (1, T, C, H, W), normalised (frames first, whatever the model's layout).
 
     Returns:
-        masks of shape (T0, N) (True = kept after that stage), and a label per stage.
+        per pruning point a :class:`StageMask` over that point's token grid, and the logits
+        (1, num_classes) of the pruned forward.
     """
     if pixel_values.shape[0] != 1:
-        raise ValueError(f"show draws one clip; got a batch of {pixel_values.shape[0]}")
+        raise SettingError(f"show draws one clip; got a batch of {pixel_values.shape[0]}")
     from stprune.models import get_adapter
 
-    lay = get_adapter(model).layout()
-    with torch.inference_mode():
-        model(pixel_values=pixel_values)
+    grid = get_adapter(model).input_grid()
+    logits = _forward(model, grid, pixel_values)
     trace = stprune.last_trace(model)
-    masks, labels = [], []
+    first = (grid.num_slots, grid.grid[0], grid.grid[1])
+    masks = []
     for st in trace.stages:
         if st.positions is None:
-            raise ValueError(
+            raise SettingError(
                 f"method {stprune.patch_info(model).method!r} merges tokens, so kept positions do not exist; "
                 "show needs a pruning method (sta or random)"
             )
-        m = np.zeros(lay.num_slots * lay.tokens_per_slot, dtype=bool)
+        shape = tuple(int(v) for v in getattr(st, "grid", first))  # grid models: that stage's grid
+        m = np.zeros(math.prod(shape), dtype=bool)
         m[st.positions[0].cpu().numpy()] = True
-        masks.append(m.reshape(lay.num_slots, lay.tokens_per_slot))
-        labels.append(f"after block {st.stage.after_block} (r={st.stage.r})")
-    return masks, labels
+        m = m.reshape(shape)
+        masks.append(
+            StageMask(f"after block {st.stage.after_block} (r={st.stage.r})", m, int(m.sum()), m.size)
+        )
+    return masks, logits
 
 
-def render_kept_tokens(
+def kept_figure(
     frames: np.ndarray,
-    masks: Sequence[np.ndarray],
-    labels: Sequence[str],
-    patch: int,
-    tubelet: int,
-    out: str | Path,
+    masks: Sequence[StageMask],
+    grid: InputGrid,
     title: str = "",
-) -> Path:
-    """Save the figure.
+) -> Any:
+    """The figure: a row for the input, a row per pruning point, a column per temporal slot.
 
     Args:
-        frames: uint8 (T, H, W, 3), the clip as the model saw it (after resize/crop).
-        masks: per stage, bool (T0, N) kept masks, N = (H / patch) * (W / patch).
-        labels: row labels.
-        patch: spatial patch size; tubelet: frames per temporal slot.
+        frames: uint8 (T, H, W, 3), the clip as the model saw it (T = ``grid.num_frames``).
+        masks: per pruning point, the kept tokens over its grid (T_s, h_s, w_s). A cell of a
+            coarser grid than the input grid covers ``ceil(h / h_s)`` input patches per side.
+        grid: the model's input token grid.
+        title: the figure's title.
+
+    Returns:
+        a matplotlib Figure with ``(1 + len(masks)) * grid.num_slots`` image panels.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    t, h, w, _ = frames.shape
-    slots = t // tubelet
-    gw = w // patch
+    slots, (gh, gw), (ph, pw) = grid.num_slots, grid.grid, grid.patch
     rows = 1 + len(masks)
-    fig, axes = plt.subplots(rows, slots, figsize=(1.3 * slots, 1.35 * rows + 0.4), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, slots, figsize=(1.3 * slots + 0.9, 1.45 * rows + 0.9), dpi=110, squeeze=False
+    )
     for s in range(slots):
-        frame = frames[s * tubelet]
+        frame = frames[min(s * grid.tubelet, len(frames) - 1)]
         axes[0, s].imshow(frame)
-        axes[0, s].set_title(f"slot {s}", fontsize=8)
-        for k, mask in enumerate(masks):
+        axes[0, s].set_title(f"frame {s * grid.tubelet}", fontsize=7)
+        for k, sm in enumerate(masks):
+            ts, hs, ws = sm.mask.shape
+            slot_mask = sm.mask[min(s * ts // slots, ts - 1)]
+            cy, cx = ph * math.ceil(gh / hs), pw * math.ceil(gw / ws)  # pixels per cell
             img = frame.astype(np.float32).copy()
-            for tok in np.flatnonzero(~mask[s]):
-                y, x = divmod(int(tok), gw)
-                img[y * patch : (y + 1) * patch, x * patch : (x + 1) * patch] = 255.0
-            axes[k + 1, s].imshow(img.astype(np.uint8))
-    for k, label in enumerate(["input", *labels]):
-        axes[k, 0].set_ylabel(label, fontsize=7)
+            for y, x in zip(*np.nonzero(~slot_mask), strict=True):
+                img[y * cy : (y + 1) * cy, x * cx : (x + 1) * cx] = 255.0
+            ax = axes[k + 1, s]
+            ax.imshow(img.astype(np.uint8))
+            ax.set_title(f"{int(slot_mask.sum())}/{slot_mask.size}", fontsize=6)
+    for k, sm in enumerate(masks):
+        grid_note = (
+            "" if sm.mask.shape == (slots, gh, gw) else f"\nof grid {'x'.join(map(str, sm.mask.shape))}"
+        )
+        axes[k + 1, 0].set_ylabel(
+            f"{sm.label}\nkept {sm.kept}/{sm.total} ({100 * sm.kept / sm.total:.0f}%){grid_note}", fontsize=6
+        )
+    axes[0, 0].set_ylabel("input", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=8)
+    fig.legend(
+        handles=[
+            Patch(facecolor="white", edgecolor="black", label="white: pruned token"),
+            Patch(facecolor="none", edgecolor="none", label="panel title: kept / tokens of that slot"),
+        ],
+        loc="lower center",
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def render_kept_tokens(
+    frames: np.ndarray, masks: Sequence[StageMask], grid: InputGrid, out: str | Path, title: str = ""
+) -> Path:
+    """Save :func:`kept_figure` as ``out`` (PNG; folders created) and return the path."""
     from stprune.bench.report import save_figure
 
-    return save_figure(fig, out)
+    return save_figure(kept_figure(frames, masks, grid, title), out, layout=False)
 
 
-def clip_from_video(path: str | Path, num_frames: int, size: int) -> np.ndarray:
-    """``num_frames`` frames spread uniformly over a video file, short side resized to ``size``
-    and centre-cropped: uint8 (T, size, size, 3)."""
-    from stprune.eval.decode import read_clips
+def _fit(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (T, h, w, 3) -> (T, H, W, 3): resized to cover (H, W) (aspect kept), centre-cropped."""
+    h0, w0 = frames.shape[1:3]
+    hh, ww = size
+    if (h0, w0) == (hh, ww):
+        return frames
+    scale = max(hh / h0, ww / w0)
+    nh, nw = max(hh, round(h0 * scale)), max(ww, round(w0 * scale))
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
+    top, left = (nh - hh) // 2, (nw - ww) // 2
+    x = x[:, :, top : top + hh, left : left + ww]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def clip_from_video(path: str | Path, num_frames: int, size: int | tuple[int, int]) -> np.ndarray:
+    """``num_frames`` frames spread uniformly over a video file, resized and centre-cropped.
+
+    Returns uint8 (num_frames, H, W, 3); ``size`` is H = W or (H, W). Raises MissingFileError
+    for a missing file and InputError for one that cannot be decoded.
+    """
+    from stprune.eval.decode import VideoDecodeError, read_clips
     from stprune.eval.sampling import ssv2_clip_indices
-    from stprune.eval.transforms import make_views
 
-    frames, positions = read_clips(path, lambda n: ssv2_clip_indices(n, num_frames, 1))
-    views = make_views(frames, positions, size, 1)  # (1, T, 3, size, size)
-    return views[0].permute(0, 2, 3, 1).contiguous().numpy()
+    p = Path(path)
+    if not p.exists():
+        raise MissingFileError(f"video file {str(path)!r} does not exist")
+    if not p.is_file():
+        raise InputError(f"video {str(path)!r} is not a file")
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    try:
+        frames, positions = read_clips(p, lambda n: ssv2_clip_indices(n, num_frames, 1))
+    except VideoDecodeError as err:
+        raise InputError(f"cannot read video {str(path)!r}: {err}") from err
+    if hw[0] == hw[1]:  # the eval protocol's own resize and crop
+        from stprune.eval.transforms import make_views
+
+        return make_views(frames, positions, hw[0], 1)[0].permute(0, 2, 3, 1).contiguous().numpy()
+    return _fit(frames[positions[0]], hw)
+
+
+def synthetic_clip(index: int, num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Clip ``index`` of the demo's validation split, its 16 frames resampled to ``num_frames``
+    (spread evenly, repeated when more are asked) and resized to ``size`` (H, W) when needed.
+
+    Returns uint8 (num_frames, H, W, 3) and the demo label.
+    """
+    from stprune.demo.synthetic import generate_clip
+
+    if index < 0:
+        raise SettingError(f"clip must be >= 0; got {index}")
+    frames, label = generate_clip(index, "val")
+    if len(frames) != num_frames:
+        frames = frames[np.linspace(0, len(frames) - 1, num_frames).round().astype(int)]
+    return _fit(frames, size), label
+
+
+def _class_name(model: nn.Module, k: int) -> str:
+    """``"name (class k)"`` when the model's config names its classes, else ``"class k"``."""
+    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
+    name = id2label.get(k, id2label.get(str(k)))
+    return f"{name} (class {k})" if name and name != f"LABEL_{k}" else f"class {k}"
+
+
+def show_model(
+    model: nn.Module,
+    out: str | Path,
+    frames: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    source: str = "",
+    method: str = "sta",
+    r: int | list[int] | None = None,
+    flops_target: float | None = None,
+) -> ShowResult:
+    """Prune one clip in ``model`` and save the kept tokens of every pruning point as a PNG.
+
+    Args:
+        model: an unpatched supported model (it is left unpatched).
+        out: PNG path (folders created).
+        frames: uint8 (T, H, W, 3) at the model's input size (see its adapter's ``input_grid``).
+        mean / std: the model's per-channel normalisation of [0, 1] RGB.
+        source: what the clip is, for the title.
+        method: a method that keeps positions (``"sta"`` or ``"random"``).
+        r / flops_target: the pruning setting (default: flops_target 0.7).
+    """
+    from stprune.eval.transforms import normalize
+    from stprune.models import get_adapter
+
+    grid = get_adapter(model).input_grid()
+    want = (grid.num_frames, *grid.image_size, 3)
+    if tuple(frames.shape) != want:
+        raise InputError(f"frames have shape {tuple(frames.shape)}; the model takes {want} (T, H, W, 3)")
+    x = normalize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), mean, std)[None]
+    if r is None and flops_target is None:
+        flops_target = DEFAULT_FLOPS_TARGET
+    unpruned = int(_forward(model, grid, x).argmax(-1)[0])
+    stprune.patch(model, method=method, r=r, flops_target=flops_target)
+    try:
+        info = stprune.patch_info(model)
+        masks, logits = kept_masks(model, x)
+    finally:
+        stprune.unpatch(model)
+    pred = int(logits.argmax(-1)[0])
+    title = (
+        f"{method}, FLOPs ratio {info.flops_ratio:.2f}: {source}\n"
+        f"prediction: {_class_name(model, pred)}; unpruned: {_class_name(model, unpruned)}"
+    )
+    fig = kept_figure(frames, masks, grid, title)
+    panels = len(fig.axes)
+    from stprune.bench.report import save_figure
+
+    path = save_figure(fig, out, layout=False)
+    return ShowResult(path, 1 + len(masks), grid.num_slots, panels, masks, pred, unpruned, title)
 
 
 def show(
@@ -119,47 +322,41 @@ def show(
     method: str = "sta",
     r: int | list[int] | None = None,
     flops_target: float | None = None,
-) -> Path:
-    """What ``stprune show`` does: prune one clip and draw the kept tokens of every stage.
+) -> ShowResult:
+    """What ``stprune show`` does: load a model, prune one clip and draw the kept tokens.
 
     Args:
-        model_spec: anything ``--model`` accepts; ``clip`` needs ``"demo"``.
-        clip: index of a demo validation clip (default 0) unless ``video`` is given.
-        video: a video file; ``num_frames`` frames spread over it, resized and centre-cropped.
+        model_spec: anything ``--model`` accepts.
+        out: PNG path.
+        clip: index of a synthetic demo validation clip (default 0) unless ``video`` is given;
+            for another model than the demo one its frames are resampled and resized to the
+            model's input.
+        video: a video file; the model's frame count spread over it, resized and centre-cropped.
         method: a method that keeps positions (``"sta"`` or ``"random"``).
-        r / flops_target: the pruning setting (default: flops_target 0.5).
+        r / flops_target: the pruning setting (default: flops_target 0.7).
     """
-    from stprune.eval.transforms import normalize
+    from stprune.models import get_adapter
     from stprune.models.loading import resolve_model
 
+    if video is not None and clip is not None:
+        raise SettingError("give a clip index or a video file, not both")
+    if clip is not None and clip < 0:
+        raise SettingError(f"clip must be >= 0; got {clip}")
+    if video is not None and not Path(video).exists():  # before loading the model
+        raise MissingFileError(f"video file {str(video)!r} does not exist")
     resolved = resolve_model(model_spec)
     model, pre = resolved.model, resolved.preprocessing
-    cfg = model.config
+    grid = get_adapter(model).input_grid()
     if video is not None:
-        frames = clip_from_video(video, pre.num_frames, pre.image_size)
+        frames = clip_from_video(video, grid.num_frames, grid.image_size)
         source = str(video)
     else:
-        if model_spec != "demo":
-            raise ValueError(
-                "clip picks a clip of the demo task (--model demo); for another model give a video file"
-            )
-        from stprune.demo.synthetic import generate_clip
-
         index = 0 if clip is None else clip
-        if index < 0:
-            raise ValueError(f"clip must be >= 0; got {index}")
-        frames, label = generate_clip(index, "val")
-        source = f"demo validation clip {index} ({cfg.id2label.get(label, label)})"
-    x = normalize(torch.from_numpy(frames).permute(0, 3, 1, 2), pre.mean, pre.std)[None]
-    if r is None and flops_target is None:
-        flops_target = 0.5
-    stprune.patch(model, method=method, r=r, flops_target=flops_target)
-    try:
-        info = stprune.patch_info(model)
-        masks, labels = kept_masks(model, x)
-    finally:
-        stprune.unpatch(model)
-    patch = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
-    tubelet = cfg.tubelet_size if isinstance(cfg.tubelet_size, int) else cfg.tubelet_size[0]
-    title = f"{method}, FLOPs ratio {info.flops_ratio:.2f}: {source}"
-    return render_kept_tokens(frames, masks, labels, patch, tubelet, out, title)
+        frames, label = synthetic_clip(index, grid.num_frames, grid.image_size)
+        if model_spec == "demo":
+            source = f"demo validation clip {index} (label: {_class_name(model, label)})"
+        else:
+            source = (
+                f"synthetic demo clip {index} at {grid.num_frames}x{grid.image_size[0]}x{grid.image_size[1]}"
+            )
+    return show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target)

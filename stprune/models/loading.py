@@ -4,7 +4,8 @@ One function, :func:`resolve_model`, understands every spelling (every CLI comma
 
 * a preset (``videomae-s/b/l/h``, ``vivit-b``, ...): a standard-size model with random weights,
   built offline from its config (:mod:`stprune.models.presets`).
-* ``demo``: the bundled demo model (``stprune.demo.load_demo_model``) and its normalisation.
+* ``demo``: the bundled demo model (``stprune/demo/demo_model.safetensors``, read as data) with the
+  normalisation and frame sampling its ``demo_model.json`` records.
 * a checkpoint *file* (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``): a VideoMAE model-zoo ViT
   (converted to HF, :mod:`stprune.models.videomae_zoo`) or a Video Swin checkpoint (via
   ``stprune.models.load_video_swin``), told apart by their keys.
@@ -13,7 +14,9 @@ One function, :func:`resolve_model`, understands every spelling (every CLI comma
   ``preprocessor_config.json`` (``image_mean`` / ``image_std``) when there is one.
 
 Input size and frame count come from the model config (``image_size``, ``num_frames``); mean /
-std default to the ImageNet values the VideoMAE image processor uses.
+std default to the ImageNet values VideoMAE's training and test code normalises with (the Hugging
+Face ``VideoMAEImageProcessor``'s own default is 0.5 / 0.5: checkpoints say theirs in their
+processor config).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from stprune.errors import InputError, MissingFileError, SettingError, StpruneError, UnsupportedModelError
 from stprune.models.presets import PRESETS, build_preset, preset_names
 
-# ImageNet statistics, as the VideoMAE image processor uses them
+# ImageNet statistics, as VideoMAE's own training / test code normalises (not the HF processor default 0.5)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -59,7 +63,9 @@ class Preprocessing:
 
     ``image_size``: square crop side (short side is resized to it too); ``num_frames``: frames per
     clip; ``mean`` / ``std``: per-channel normalisation of [0, 1] RGB; ``layout``: axis order of the
-    batch the model takes, ``"BTCHW"`` (HF VideoMAE / ViViT) or ``"BCTHW"`` (Video Swin, 3D CNNs).
+    batch the model takes, ``"BTCHW"`` (HF VideoMAE / ViViT) or ``"BCTHW"`` (Video Swin, 3D CNNs);
+    ``sampling_rate``: the frame stride the model was trained with when its checkpoint records it
+    (the demo model: 1, every frame), else None (evaluation then uses its protocol's default).
     """
 
     image_size: int
@@ -67,14 +73,18 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     layout: str = "BTCHW"
+    sampling_rate: int | None = None
 
     def __post_init__(self) -> None:
         if self.layout not in _LAYOUTS:
             raise ValueError(f"layout {self.layout!r} must be one of {_LAYOUTS}")
         if self.image_size < 1 or self.num_frames < 1:
-            raise ValueError(f"image_size={self.image_size} and num_frames={self.num_frames} must be >= 1")
+            raise SettingError(f"image_size={self.image_size} and num_frames={self.num_frames} must be >= 1")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ValueError(f"mean {self.mean} / std {self.std} must have 3 entries, std > 0")
+            raise InputError(f"mean {self.mean} / std {self.std} must have 3 entries, std > 0")
+        rate = self.sampling_rate
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
+            raise InputError(f"sampling_rate {self.sampling_rate!r} must be an integer >= 1 (or None)")
 
 
 @dataclass
@@ -99,7 +109,9 @@ class ResolvedModel:
             out = out[0]
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != views.shape[0]:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"model output {shape} is not (batch={views.shape[0]}, classes) logits")
+            raise UnsupportedModelError(
+                f"model output {shape} is not (batch={views.shape[0]}, classes) logits"
+            )
         return out
 
 
@@ -110,7 +122,7 @@ def _norm_stats(values: Any, default: tuple[float, float, float], name: str) -> 
         values = [values] * 3
     values = tuple(float(v) for v in values)
     if len(values) != 3:
-        raise ValueError(f"{name} {values} must have 3 entries (RGB)")
+        raise InputError(f"{name} {values} must have 3 entries (RGB)")
     return values  # type: ignore[return-value]
 
 
@@ -132,7 +144,7 @@ def preprocessing_from_config(
         size = processor["crop_size"]
     frames = getattr(config, "num_frames", None)
     if size is None or frames is None:
-        raise ValueError(
+        raise InputError(
             "cannot tell the model's input size / frame count: its config lacks image_size or num_frames"
         )
     return Preprocessing(
@@ -167,14 +179,24 @@ def _read_processor_json(source: str) -> dict[str, Any]:
     return {}
 
 
-def _load_demo() -> ResolvedModel:
-    """The bundled demo classifier with its own normalisation (``stprune.demo``)."""
-    from stprune.demo.model import load_demo_info, load_demo_model
+# The bundled demo checkpoint, read as data: the library never imports stprune.demo.
+_DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "demo" / "demo_model.safetensors"
 
-    model = load_demo_model()
-    info = load_demo_info()
-    processor = {"image_mean": tuple(info.mean), "image_std": tuple(info.std)}
-    pre = preprocessing_from_config(model.config, processor)
+
+def _load_demo() -> ResolvedModel:
+    """The bundled demo classifier (``demo_model.safetensors``) with the normalisation and frame
+    sampling its ``demo_model.json`` records (``mean``, ``std``, ``sampling.sampling_rate``)."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+    info = json.loads(_DEMO_WEIGHTS.with_suffix(".json").read_text(encoding="utf-8"))
+    model = VideoMAEForVideoClassification(VideoMAEConfig(**info["config"]))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(_DEMO_WEIGHTS)).items()})
+    pre = preprocessing_from_config(model.config, {"image_mean": info["mean"], "image_std": info["std"]})
+    rate = (info.get("sampling") or {}).get("sampling_rate")
+    pre = dataclasses.replace(pre, sampling_rate=None if rate is None else int(rate))
     return ResolvedModel(model.eval(), pre, "demo", {"kind": "demo", "path": "demo"})
 
 
@@ -188,7 +210,12 @@ def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None
 
     from stprune.models import load_video_swin
 
-    model = load_video_swin(path)
+    try:
+        model = load_video_swin(path)
+    except StpruneError:
+        raise
+    except (ValueError, KeyError, RuntimeError) as err:  # a checkpoint that does not fit
+        raise InputError(f"--model {str(path)!r}: not a loadable Video Swin checkpoint: {err}") from err
     meta = {**_SWIN_DEFAULT, **dict(getattr(model, "stprune_meta", None) or {})}
     if num_frames is not None:
         meta["num_frames"] = num_frames
@@ -211,13 +238,21 @@ def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """The checkpoint's state dict and saved args; an unreadable file raises InputError."""
+    from safetensors import SafetensorError
 
-        return load_file(str(path)), {}
-    from stprune.models.videomae_zoo import load_zoo_checkpoint
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-    return load_zoo_checkpoint(path)
+            return load_file(str(path)), {}
+        from stprune.models.videomae_zoo import load_zoo_checkpoint
+
+        return load_zoo_checkpoint(path)
+    except StpruneError:
+        raise
+    except (SafetensorError, ValueError, RuntimeError, EOFError, OSError) as err:
+        raise InputError(f"--model {str(path)!r}: cannot read the checkpoint: {err}") from err
 
 
 def resolve_model(
@@ -238,7 +273,7 @@ def resolve_model(
 
     if spec in PRESETS and not path.exists():
         if given:
-            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to preset {spec!r}")
+            raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to preset {spec!r}")
         model = build_preset(spec)
         # HF presets take (B, T, C, H, W); our Video Swin (it has a config too) takes (B, C, T, H, W)
         layout = "BCTHW" if PRESETS[spec][0] == "video_swin" or not hasattr(model, "config") else "BTCHW"
@@ -247,19 +282,26 @@ def resolve_model(
 
     if spec == "demo" and not path.exists():
         if given:
-            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to the demo model")
+            raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to the demo model")
         return _load_demo()
 
     if path.is_file():
         if path.suffix not in CHECKPOINT_SUFFIXES:
-            raise ValueError(
+            raise InputError(
                 f"--model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
             )
         sd, saved_args = _load_checkpoint(path)
         from stprune.models.videomae_zoo import is_zoo_state_dict, videomae_from_zoo_state_dict
 
         if is_zoo_state_dict(sd):
-            model = videomae_from_zoo_state_dict(sd, num_heads, num_frames, image_size, saved_args)
+            try:
+                model = videomae_from_zoo_state_dict(sd, num_heads, num_frames, image_size, saved_args)
+            except StpruneError:
+                raise
+            except NotImplementedError as err:
+                raise UnsupportedModelError(f"--model {spec!r}: {err}") from err
+            except (ValueError, KeyError, RuntimeError) as err:  # shapes / settings that do not fit
+                raise InputError(f"--model {spec!r}: {err}") from err
             pre = preprocessing_from_config(model.config, {})
             return ResolvedModel(
                 model, pre, f"videomae-zoo:{path.name}", {"kind": "videomae_zoo", "path": str(path.resolve())}
@@ -268,22 +310,22 @@ def resolve_model(
         del sd
         if any("relative_position_bias_table" in k for k in keys):
             if num_heads is not None:
-                raise ValueError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
+                raise SettingError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
             return _load_swin(path, num_frames, image_size)
         if given:
-            raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
-        raise ValueError(
+            raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+        raise InputError(
             f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
             "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "
             f"(relative_position_bias_table); first keys: {keys[:5]}"
         )
 
     if given:
-        raise ValueError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+        raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise ValueError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
+        raise InputError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
     if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
-        raise ValueError(
+        raise MissingFileError(
             f"--model {spec!r}: no such file or directory, and not a preset or a hub id (owner/name); "
             f"use {MODEL_HELP}"
         )
@@ -293,10 +335,14 @@ def resolve_model(
     try:
         model = AutoModelForVideoClassification.from_pretrained(source)
     except OSError as e:
-        raise ValueError(
+        if path.is_dir():
+            raise InputError(f"--model directory {spec!r}: cannot load it with from_pretrained ({e})") from e
+        raise MissingFileError(
             f"--model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
             "access pass a local directory saved with save_pretrained"
         ) from e
+    except ValueError as e:  # a config.json transformers does not understand
+        raise InputError(f"--model {spec!r}: cannot build a video classifier from it ({e})") from e
     processor = _read_processor_json(source)
     if "image_mean" not in processor and model.config.model_type != "videomae":
         warnings.warn(
@@ -333,7 +379,12 @@ def load_model(spec: str, weights: bool = True) -> nn.Module:
     if not weights and path.is_dir() and (path / "config.json").is_file():
         from transformers import AutoConfig, AutoModelForVideoClassification
 
-        config = AutoConfig.from_pretrained(path)
-        with torch.device("meta"):
-            return AutoModelForVideoClassification.from_config(config).eval()
+        try:
+            config = AutoConfig.from_pretrained(path)
+            with torch.device("meta"):
+                return AutoModelForVideoClassification.from_config(config).eval()
+        except (OSError, ValueError, KeyError) as e:  # a malformed or unknown config.json
+            raise InputError(
+                f"--model directory {spec!r}: cannot build a video classifier from it ({e})"
+            ) from e
     return resolve_model(spec).model

@@ -1,0 +1,172 @@
+"""Every command fails in one line with exit code 2 on a user's mistake; bugs keep their traceback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_videomae
+
+import stprune
+from stprune.cli import main
+from stprune.errors import SettingError
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_videomae_errors")
+    tiny_videomae(depth=3, frames=8, image=32).save_pretrained(d)
+    return d
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``stprune argv`` (argparse's own errors exit via SystemExit)."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, command: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"stprune {command}: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+
+
+QUICK = ["--iters", "1", "--warmup", "0", "--rounds", "1", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("--rounds", "0", ">= 1"),
+        ("--iters", "0", ">= 1"),
+        ("--warmup", "-1", ">= 0"),
+        ("--batch-size", "0", ">= 1"),
+        ("--threads", "0", ">= 1"),
+        ("--threads", "-3", ">= 1"),
+        ("--threads", "two", ">= 1"),
+    ],
+)
+def test_bench_rejects_bad_counts_in_one_line(model_dir, capsys, option, value, allowed):
+    args = ["bench", "--model", str(model_dir), "--r", "1", *QUICK, option, value]
+    code, out, err = run(args, capsys)
+    assert_one_line_error(code, err, "bench", option, value, allowed)
+    assert out == ""  # nothing ran
+
+
+def test_bench_rejects_an_unknown_device(model_dir, capsys):
+    code, _, err = run(["bench", "--model", str(model_dir), "--device", "tpu"], capsys)
+    assert_one_line_error(code, err, "bench", "'tpu'", "cpu, cuda")
+
+
+def test_bench_rejects_cuda_without_cuda(model_dir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run(["bench", "--model", str(model_dir), "--device", "cuda"], capsys)
+    assert_one_line_error(code, err, "bench", "'cuda'", "no CUDA device")
+
+
+@pytest.mark.parametrize(
+    ("argv", "bad"),
+    [
+        (["demo", "--clips", "0"], "--clips"),
+        (["demo", "--batch-size", "0"], "--batch-size"),
+        (["demo", "--threads", "0"], "--threads"),
+        (["show", "--model", "demo", "--clip", "-1", "--out", "x.png"], "got -1"),
+        (["make-demo-videos", "--out", "videos", "--num", "0"], "--num"),
+    ],
+)
+def test_counts_are_checked_by_every_command(capsys, argv, bad, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, err, argv[0], bad)
+    assert out == ""
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--fast", "--json", "{file}/sub/demo.json"],
+        ["demo", "--fast", "--plot", "{file}/demo.png"],
+        ["show", "--model", "demo", "--out", "{file}/show.png"],
+        ["flops", "--model", "videomae-s", "--r", "8", "--json", "{dir}"],
+        ["bench", "--model", "videomae-s", "--r", "8", "--json", "{file}/b.json"],
+        ["make-demo-videos", "--out", "{file}", "--num", "1"],
+    ],
+)
+def test_output_paths_are_checked_before_the_run(capsys, tmp_path, argv):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    named = str(tmp_path) if "{dir}" in argv else str(blocker)
+    argv = [a.format(file=blocker, dir=tmp_path) for a in argv]
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, err, argv[0], named)
+    assert out == ""  # failed before any work
+
+
+def test_show_video_missing_or_corrupt_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "v.png")
+    code, _, err = run(
+        ["show", "--model", "demo", "--video", str(tmp_path / "none.mp4"), "--out", out], capsys
+    )
+    assert_one_line_error(code, err, "show", "none.mp4", "does not exist")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    code, _, err = run(["show", "--model", "demo", "--video", str(bad), "--out", out], capsys)
+    assert_one_line_error(code, err, "show", "bad.mp4", "cannot read video")
+
+
+def test_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "weights.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    code, _, err = run(["flops", "--model", str(bad), "--r", "2"], capsys)
+    assert_one_line_error(code, err, "flops", "weights.safetensors", "cannot read the checkpoint")
+
+
+def test_a_folder_without_config_is_one_line(tmp_path, capsys):
+    code, _, err = run(["flops", "--model", str(tmp_path), "--r", "2"], capsys)
+    assert_one_line_error(code, err, "flops", "config.json")
+
+
+def test_library_errors_are_one_line_and_bugs_keep_their_traceback(model_dir, capsys, monkeypatch):
+    import stprune.bench.compare as compare
+
+    def user_mistake(*args, **kwargs):
+        raise SettingError("r=99 is too large; allowed: 0..7")
+
+    monkeypatch.setattr(compare, "measure_flops_rows", user_mistake)
+    code, _, err = run(["flops", "--model", str(model_dir), "--r", "99"], capsys)
+    assert code == 2 and err == "stprune flops: error: r=99 is too large; allowed: 0..7\n"
+
+    def bug(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(compare, "measure_flops_rows", bug)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["flops", "--model", str(model_dir), "--r", "2"])
+
+
+def test_version_option_and_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == stprune.__version__
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == stprune.__version__
+
+
+def test_bench_threads_sets_torch_threads(model_dir, capsys, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        args = ["bench", "--model", str(model_dir), "--r", "1", *QUICK, "--threads", "1"]
+        assert main(args) == 0
+        assert torch.get_num_threads() == 1
+        assert "1 threads" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
