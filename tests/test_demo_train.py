@@ -48,6 +48,7 @@ def test_train_writes_loadable_model_and_resumes_identically(tmp_path):
     info = train(_args(tmp_path / "a"), "cmd a")
     files = json.loads((tmp_path / "a" / "demo_model.json").read_text())
     assert files["training_command"] == "cmd a" and files["seed"] == 0
+    assert files["sampling"] == {"sampling_rate": 1}  # what stprune eval reads the clips with
     assert files["val_top1"] == info["val_top1"] and 0.0 <= info["val_top1"] <= 1.0
     assert len(files["class_names"]) == len(files["config"]["id2label"])
     model = load_demo_model(tmp_path / "a" / "demo_model.safetensors")

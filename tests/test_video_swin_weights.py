@@ -444,3 +444,34 @@ def test_unknown_or_mixed_layouts():
         detect_layout({"features.0.0.norm1.weight": torch.zeros(1), "backbone.norm.weight": torch.zeros(1)})
     with pytest.raises(TypeError, match="checkpoint path or a state dict"):
         load_video_swin(42)
+
+
+def test_save_pretrained_directories_load_into_memory_of_their_own(tmp_path):
+    """``--model DIR`` (transformers' from_pretrained, which memory-maps safetensors at 4-byte
+    offsets) gives a model whose weights are aligned, in anonymous memory and bitwise those saved;
+    tied weights stay tied."""
+    from conftest import tiny_videomae
+
+    from stprune.models.loading import resolve_model
+
+    saved = tiny_videomae(depth=2)
+    saved.save_pretrained(tmp_path / "m")
+    model = resolve_model(str(tmp_path / "m")).model
+    assert_owned_aligned(model)
+    overwrite_in_place(tmp_path / "m" / "model.safetensors")
+    got = model.state_dict()
+    assert all(bitwise_equal(got[k], v) for k, v in saved.state_dict().items())
+
+
+def test_own_memory_keeps_tied_weights_tied():
+    from stprune.models.video_swin_weights import own_memory
+
+    lin = torch.nn.Linear(4, 4)
+    seq = torch.nn.Sequential(lin, torch.nn.Linear(4, 4))
+    seq[1].weight = lin.weight
+    storage = torch.empty(16 + 1)[1:].view(4, 4)  # 4-byte offset: must be copied
+    with torch.no_grad():
+        storage.copy_(lin.weight)
+    seq[0].weight = seq[1].weight = torch.nn.Parameter(storage)
+    assert own_memory(seq) >= 1
+    assert seq[0].weight is seq[1].weight and seq[0].weight.data_ptr() % 64 == 0

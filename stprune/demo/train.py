@@ -228,6 +228,8 @@ def train(args: argparse.Namespace, command: str) -> dict:
         "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,
         "decoy_ramp": list(args.decoy_ramp),
+        # the clips are 16 consecutive frames: eval must read them at stride 1 (stprune eval uses it)
+        "sampling": {"sampling_rate": 1},
         "val_top1": top1,
         "val_num": args.val_num,
         "val_seed": args.val_seed,

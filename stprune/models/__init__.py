@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from stprune.errors import SettingTypeError, UnsupportedModelError
 from stprune.models.base import Adapter, EncoderLayout, SequenceAdapter, class_names
 from stprune.models.hf_videomae import HFVideoMAEAdapter
 from stprune.models.hf_vivit import HFVivitAdapter
@@ -48,16 +49,16 @@ def get_adapter(model: nn.Module) -> Adapter:
     """The adapter for ``model``.
 
     Raises:
-        NotImplementedError naming the class and listing the supported ones.
+        UnsupportedModelError (a NotImplementedError) naming the class and listing the supported ones.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        raise SettingTypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     for adapter in ADAPTERS:
         if adapter.supports(model):
             return adapter(model)
     name = type(model).__name__
     reason = next((why for n, why in _WHY_NOT.items() if n in class_names(model)), None)
-    raise NotImplementedError(
+    raise UnsupportedModelError(
         f"{name} is not supported"
         + (f" ({reason})" if reason else "")
         + f"; supported: {', '.join(supported_models())}"

@@ -34,6 +34,7 @@ from torch import nn
 
 from stprune.errors import InputError, MissingFileError, SettingError, StpruneError, UnsupportedModelError
 from stprune.models.presets import PRESETS, build_preset, preset_names
+from stprune.models.video_swin_weights import own_memory
 
 # ImageNet statistics, as VideoMAE's own training / test code normalises (not the HF processor default 0.5)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -334,6 +335,7 @@ def resolve_model(
     source = str(path) if path.is_dir() else spec
     try:
         model = AutoModelForVideoClassification.from_pretrained(source)
+        own_memory(model)  # safetensors maps the file at unaligned addresses: copy (see own_memory)
     except OSError as e:
         if path.is_dir():
             raise InputError(f"--model directory {spec!r}: cannot load it with from_pretrained ({e})") from e

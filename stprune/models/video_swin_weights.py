@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from stprune.errors import InputError, MissingFileError, SettingError, SettingTypeError
 from stprune.models.video_swin import ARCH_CONFIGS, VideoSwin, VideoSwinConfig, relative_position_index
@@ -53,6 +53,7 @@ __all__ = [
     "external_key",
     "infer_config",
     "load_video_swin",
+    "own_memory",
     "read_checkpoint",
 ]
 
@@ -179,6 +180,37 @@ def _owned(tensor: Tensor, dtype: torch.dtype, mapped: list[tuple[int, int]] | N
     out = _aligned_empty(tensor.shape, dtype)
     out.copy_(tensor.detach())
     return out
+
+
+def own_memory(module: nn.Module) -> int:
+    """Give every parameter and buffer of ``module`` memory of its own, in place.
+
+    Loaders such as ``transformers``' ``from_pretrained`` (safetensors >= 0.8) leave weights inside
+    a memory-mapped file at 4-byte aligned addresses: the model then depends on the file and the
+    fp32 kernels may take slower, differently rounding paths. Every tensor that is not contiguous,
+    64-byte aligned anonymous CPU memory is copied (see :func:`_owned`); the others stay as they
+    are. Returns how many tensors were copied.
+    """
+    mapped = _file_mapped_ranges()
+    copied = 0
+    new: dict[int, Tensor] = {}  # id of a tensor -> its replacement: tied weights stay tied
+    with torch.no_grad():
+        for sub in module.modules():
+            for store in (sub._parameters, sub._buffers):
+                for name, value in store.items():
+                    if value is None or value.device.type != "cpu":
+                        continue
+                    if id(value) in new:
+                        store[name] = new[id(value)]
+                        continue
+                    owned = _owned(value.data, value.dtype, mapped)
+                    if owned is value.data:
+                        continue
+                    if isinstance(value, nn.Parameter):
+                        owned = nn.Parameter(owned, requires_grad=value.requires_grad)
+                    store[name] = new[id(value)] = owned
+                    copied += 1
+    return copied
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
