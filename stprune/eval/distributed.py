@@ -72,9 +72,15 @@ class DistContext:
         return out
 
     def close(self) -> None:
-        """Destroy the process group if this context created it."""
+        """Destroy the process group if this context created it (NCCL).
+
+        A gloo group is left to the process's exit (``python -m stprune`` leaves without
+        teardown under torchrun): destroying it while another rank still tears its own down can
+        abort this rank after its work is done.
+        """
         if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+            if dist.get_backend() != "gloo":
+                dist.destroy_process_group()
             self.owns_group = False
 
 
