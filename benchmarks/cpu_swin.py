@@ -38,10 +38,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import stprune
+from stprune.architectures.loading import load_model
 from stprune.bench.report import compact_tokens
 from stprune.bench.speed import measure_speed
 from stprune.models import VideoSwin, VideoSwinConfig, get_adapter
-from stprune.models.loading import load_model
 
 
 @dataclass

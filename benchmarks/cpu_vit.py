@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from cpu_args import cpu_timing_parser
 
+from stprune.architectures.loading import load_model
 from stprune.bench.compare import make_settings, measure_flops_rows, measure_speed_rows
 from stprune.bench.report import compact_tokens
-from stprune.models.loading import load_model
 
 
 def main() -> None:

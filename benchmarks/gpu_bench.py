@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 
 import stprune
+from stprune.architectures.loading import load_model
 from stprune.bench.compare import Setting, measure_flops_rows
 from stprune.bench.speed import measure_speed
-from stprune.engine import PROFILE_LABEL
 from stprune.models import get_adapter
-from stprune.models.loading import load_model
+from stprune.pruning.sequence import PROFILE_LABEL
 
 VIT_SIZES = {"videomae-b": (768, 12, 12), "videomae-l": (1024, 24, 16), "videomae-h": (1280, 32, 16)}
 

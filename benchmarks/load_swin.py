@@ -18,7 +18,7 @@ loads each file in a fresh Python process per run, in interleaved rounds (median
   at a 64-byte boundary / lie in a mapping of a file (``/proc/self/maps``).
 
 ``--compare-with FILE`` also runs ``load_video_swin`` from another copy of
-``stprune/models/video_swin_weights.py`` (e.g. an older version), as a second loader. Linux only
+``stprune/architectures/video_swin/weights.py`` (e.g. an older version), as a second loader. Linux only
 (``/proc/self/status``, ``/proc/self/maps``). Swin-B: about a minute on 2 cores.
 """
 
@@ -112,8 +112,8 @@ def write_checkpoints(arch: str, folder: str) -> None:
     import torch
     from safetensors.torch import save_file
 
+    from stprune.architectures.video_swin.weights import export_state_dict
     from stprune.models import video_swin_b, video_swin_s, video_swin_t
-    from stprune.models.video_swin_weights import export_state_dict
 
     torch.manual_seed(0)
     make = {"t": video_swin_t, "s": video_swin_s, "b": video_swin_b}[arch]

@@ -33,10 +33,15 @@ import torch
 import torch.nn.functional as F
 
 import stprune
-import stprune.models.video_swin_prune as vsp
+import stprune.pruning.window_grid as vsp
+from stprune.architectures.video_swin.model import (
+    VideoSwinBlock,
+    _take_tokens,
+    biased_window_sdpa,
+    window_bias_index,
+)
 from stprune.core.windows import locate_in_windows
 from stprune.models import video_swin_t
-from stprune.models.video_swin import VideoSwinBlock, _take_tokens, biased_window_sdpa, window_bias_index
 
 
 def capture(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:

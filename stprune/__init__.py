@@ -7,7 +7,7 @@ stprune.unpatch(model)                      # back to the original
 
 from stprune.api import PatchInfo, is_patched, last_trace, patch, patch_info, unpatch
 from stprune.core.schedule import Stage
-from stprune.engine import StageTrace, Trace
+from stprune.pruning.trace import GridTrace, SequenceTrace, StageTrace, Trace
 
 __version__ = "0.1.0"
 
@@ -21,5 +21,7 @@ __all__ = [
     "Stage",
     "Trace",
     "StageTrace",
+    "SequenceTrace",
+    "GridTrace",
     "__version__",
 ]

@@ -8,13 +8,15 @@ from typing import Any
 
 from torch import nn
 
+from stprune.adapters import get_adapter
 from stprune.core.schedule import Stage, TokenPlan
-from stprune.engine import Pruner, Trace
 from stprune.errors import UnsupportedModelError
 from stprune.methods import Method, get_method
-from stprune.models import get_adapter
+from stprune.pruning import build_pruner
+from stprune.pruning.resolve import check_setting
+from stprune.pruning.trace import Pruner, Trace
 
-__all__ = ["patch", "unpatch", "is_patched", "patch_info", "last_trace", "PatchInfo"]
+__all__ = ["patch", "unpatch", "is_patched", "patch_info", "last_trace", "check_setting", "PatchInfo"]
 
 _ATTR = "_stprune"
 
@@ -71,7 +73,7 @@ def patch(
             list of stages ``(after_block, groups, r[, reverse])``. ``None``: the method's own
             default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe). On Video Swin,
             ``"paper"`` is the paper's three points inside every Swin stage and ``groups`` counts
-            groups per window (see ``stprune.models.video_swin_prune``).
+            groups per window (see ``stprune.pruning.window_grid``).
         options: model-family options, e.g. ``shifted_windows="static"`` for Video Swin (static
             shapes, no host synchronisation); a family without options rejects any.
 
@@ -89,7 +91,7 @@ def patch(
             "call stprune.unpatch(model) first"
         )
     adapter = get_adapter(model)
-    pruner = adapter.create_pruner(get_method(method), schedule, r, flops_target, **options)
+    pruner = build_pruner(adapter, get_method(method), schedule, r, flops_target, **options)
     pruner.install()
     setattr(model, _ATTR, pruner)
     return model

@@ -111,8 +111,8 @@ def _run_version(args: argparse.Namespace) -> int:
 
 
 def _add_setting_args(p: argparse.ArgumentParser) -> None:
+    from stprune.architectures.loading import MODEL_HELP
     from stprune.methods import METHODS
-    from stprune.models.loading import MODEL_HELP
 
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--method", default="sta", choices=sorted(METHODS), help="pruning method (default: sta)")
@@ -148,10 +148,10 @@ def _add_flops(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_flops(args: argparse.Namespace) -> int:
+    from stprune.architectures.loading import load_model
     from stprune.bench.compare import measure_flops_rows
     from stprune.bench.report import print_rows, write_json
     from stprune.models import get_adapter
-    from stprune.models.loading import load_model
 
     model = load_model(args.model, weights=False)
     rows = measure_flops_rows(model, _settings(args))
@@ -216,10 +216,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from stprune.architectures.loading import load_model
     from stprune.bench.compare import measure_flops_rows, measure_speed_rows
     from stprune.bench.report import print_rows, write_json
     from stprune.models import get_adapter
-    from stprune.models.loading import load_model
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -471,7 +471,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_show(sub: argparse._SubParsersAction) -> None:
-    from stprune.models.loading import MODEL_HELP
+    from stprune.architectures.loading import MODEL_HELP
 
     p = sub.add_parser(
         "show",

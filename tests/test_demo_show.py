@@ -9,6 +9,7 @@ import torch
 from conftest import tiny_videomae, tiny_vivit
 
 import stprune
+from stprune.adapters.base import InputGrid
 from stprune.cli import main
 from stprune.demo.dataset import frames_to_pixel_values
 from stprune.demo.model import load_demo_info, load_demo_model
@@ -25,7 +26,6 @@ from stprune.demo.synthetic import generate_clip
 from stprune.demo.videos import write_mp4
 from stprune.errors import SettingError
 from stprune.models import VideoSwin, VideoSwinConfig, get_adapter
-from stprune.models.base import InputGrid
 
 # 8 frames of 64 px: grids (4, 16, 16) -> (4, 8, 8) -> (4, 4, 4) -> (4, 2, 2)
 TINY_SWIN = VideoSwinConfig(

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
+from stprune.architectures.loading import resolve_model
 from stprune.eval.runner import run_eval
-from stprune.models.loading import resolve_model
 
 NUM = 6
 

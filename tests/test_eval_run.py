@@ -210,7 +210,7 @@ def test_pruned_evaluation(setup, prunable, tmp_path):
     "kw, match",
     [
         ({"r": 2, "flops_target": 0.5}, "not both"),
-        ({"flops_target": 1.5}, "flops-target"),
+        ({"flops_target": 1.5}, "flops_target"),
         ({"method": "magic"}, "--method"),
         ({"r": -1}, "--r"),
         ({"protocol": "ucf"}, "--protocol"),

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stprune.models.loading import resolve_model
-from stprune.models.videomae_zoo import (
+from stprune.architectures.loading import resolve_model
+from stprune.architectures.videomae_zoo import (
     convert_zoo_state_dict,
     load_videomae_zoo,
     load_zoo_checkpoint,
@@ -223,8 +223,8 @@ def test_demo_model_resolves_with_its_own_normalisation():
 @pytest.fixture(scope="module")
 def swin_t_checkpoint(tmp_path_factory):
     """A real Swin-T checkpoint in torchvision's layout (random weights, 3 classes)."""
+    from stprune.architectures.video_swin.weights import export_state_dict
     from stprune.models import video_swin_t
-    from stprune.models.video_swin_weights import export_state_dict
 
     torch.manual_seed(0)
     model = video_swin_t(num_classes=3).eval()

@@ -7,9 +7,9 @@ import torch
 from conftest import clip, tiny_videomae, tiny_vivit
 
 import stprune
+from stprune.adapters.hf_attention import _biased_sdpa
 from stprune.core.merge import bipartite_plan, merge_weighted
 from stprune.methods import METHODS, RandomPruning, get_method
-from stprune.models.hf_attention import _biased_sdpa
 
 
 def test_registry():

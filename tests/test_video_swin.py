@@ -1,7 +1,7 @@
 """Video Swin architecture: against slow, independent references written here.
 
 The references follow torchvision's ``swin3d_*`` / the official Video Swin code as read from
-their sources, but are formulated differently from ``stprune.models.video_swin``:
+their sources, but are formulated differently from ``stprune.architectures.video_swin.model``:
 
 * attention over the whole padded grid with a dense mask (tokens attend only inside their
   rolled window) instead of pad/roll/partition/reverse;
@@ -24,6 +24,15 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from stprune.architectures.video_swin.model import (
+    relative_position_index,
+    shift_attention_mask,
+    window_attention,
+    window_layout,
+    window_partition,
+    window_reverse,
+)
+from stprune.architectures.video_swin.weights import export_state_dict
 from stprune.models import (
     VideoSwin,
     VideoSwinConfig,
@@ -32,15 +41,6 @@ from stprune.models import (
     video_swin_s,
     video_swin_t,
 )
-from stprune.models.video_swin import (
-    relative_position_index,
-    shift_attention_mask,
-    window_attention,
-    window_layout,
-    window_partition,
-    window_reverse,
-)
-from stprune.models.video_swin_weights import export_state_dict
 
 SMALL = VideoSwinConfig(
     embed_dim=8,
@@ -424,7 +424,7 @@ def test_flops_full_size_match_analytic_and_torchvision_docs(build, documented_g
 
 
 def test_shifted_bias_cache_is_reused_and_invalidated_by_weight_changes():
-    from stprune.models.video_swin import VideoSwinConfig
+    from stprune.architectures.video_swin.model import VideoSwinConfig
 
     torch.manual_seed(0)
     cfg = VideoSwinConfig(embed_dim=16, depths=(2,), num_heads=(2,), window_size=(2, 4, 4), num_classes=3)

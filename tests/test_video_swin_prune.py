@@ -1,7 +1,7 @@
 """STA inside Video Swin windows: the token path against slow references written here, FLOPs,
 flops_target, traces, batch independence, compile-ability and every bad input.
 
-The references are formulated differently from ``stprune.models.video_swin_prune``: attention
+The references are formulated differently from ``stprune.pruning.window_grid``: attention
 over the whole grid with a dense (L, L) mask (same window, both tokens active as keys) instead
 of packing and per-window slot tables; the shift penalty from "did the roll wrap this token";
 STA selection recomputed window by window with a Python loop.
@@ -19,17 +19,18 @@ import pytest
 import torch
 
 import stprune
+from stprune.architectures.video_swin.model import VideoSwinBlock
+from stprune.architectures.video_swin.weights import export_state_dict
 from stprune.bench.flops import count_macs
 from stprune.core.sta import sta_keep_indices
 from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
 from stprune.models import VideoSwin, VideoSwinConfig, get_adapter, load_video_swin, video_swin_t
-from stprune.models.video_swin import VideoSwinBlock
-from stprune.models.video_swin_prune import (
+from stprune.pruning import build_pruner
+from stprune.pruning.window_grid import (
     VideoSwinAdapter,
     default_swin_schedule,
     token_windows,
 )
-from stprune.models.video_swin_weights import export_state_dict
 
 # grids (4, 16, 16) -> (4, 8, 8) -> (4, 4, 4) -> (4, 2, 2) for 8 x 64 x 64 clips: stage 1-2 shift on
 # every axis, stage 3 keeps a (2, 4, 4) window that fills H and W (shift along T only), stage 4
@@ -413,8 +414,8 @@ def test_flop_counter_equals_analytic_model(mode):
     assert measured == 2 * pruner.traced_macs()  # exact for the data at hand
     if mode == "static":
         assert measured == 2 * stprune.patch_info(model).macs
-    else:  # padded shifted windows hold fewer slots than the planned full windows
-        assert measured < 2 * stprune.patch_info(model).macs
+    else:  # padded shifted windows: the plan expects PAD_MARGIN x the mean count; the data decides
+        assert abs(measured / (2 * stprune.patch_info(model).macs) - 1) < 0.05
     assert measured < 0.8 * base
 
 
@@ -428,7 +429,7 @@ def test_flops_target_on_swin_t_16x224():
     info = stprune.patch_info(model)
     r = info.stages[0].r
     assert all(s.r == r for s in info.stages)
-    measured = count_macs(model, inputs) / base  # on meta: shifted windows at full size, the plan
+    measured = count_macs(model, inputs) / base  # on meta: padded windows at the planned size
     assert abs(measured - info.flops_ratio) < 1e-12
     assert 0.60 <= measured <= target
     stprune.unpatch(model)
@@ -520,7 +521,7 @@ def test_double_patch_raises():
 
 def test_grid_that_is_not_whole_windows():
     cfg = VideoSwinConfig(**{**TINY.__dict__, "image_size": (32, 64)})  # H grids 8, 4, 2, 1: fine
-    assert VideoSwinAdapter(VideoSwin(cfg)).create_pruner(stprune.methods.get_method("sta"), None, 1, None)
+    assert build_pruner(VideoSwinAdapter(VideoSwin(cfg)), stprune.methods.get_method("sta"), None, 1, None)
     bad = VideoSwinConfig(**{**TINY.__dict__, "image_size": (56, 64)})  # H grid 14: not whole windows
     with pytest.raises(
         ValueError,
@@ -539,8 +540,8 @@ def test_grid_that_is_not_whole_windows():
 
 
 def test_presets_and_flops_command(tmp_path):
+    from stprune.architectures.loading import resolve_model
     from stprune.cli import main
-    from stprune.models.loading import resolve_model
 
     out = tmp_path / "f.json"
     assert main(["flops", "--model", "video-swin-t", "--flops-target", "0.7", "--json", str(out)]) == 0

@@ -15,6 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from stprune.architectures.video_swin.weights import (
+    convert_state_dict,
+    detect_layout,
+    export_state_dict,
+    infer_config,
+    read_checkpoint,
+)
 from stprune.models import (
     VideoSwin,
     VideoSwinConfig,
@@ -22,13 +29,6 @@ from stprune.models import (
     video_swin_b,
     video_swin_s,
     video_swin_t,
-)
-from stprune.models.video_swin_weights import (
-    convert_state_dict,
-    detect_layout,
-    export_state_dict,
-    infer_config,
-    read_checkpoint,
 )
 
 SMALL = VideoSwinConfig(
@@ -452,7 +452,7 @@ def test_save_pretrained_directories_load_into_memory_of_their_own(tmp_path):
     tied weights stay tied."""
     from conftest import tiny_videomae
 
-    from stprune.models.loading import resolve_model
+    from stprune.architectures.loading import resolve_model
 
     saved = tiny_videomae(depth=2)
     saved.save_pretrained(tmp_path / "m")
@@ -464,7 +464,7 @@ def test_save_pretrained_directories_load_into_memory_of_their_own(tmp_path):
 
 
 def test_own_memory_keeps_tied_weights_tied():
-    from stprune.models.video_swin_weights import own_memory
+    from stprune.architectures.video_swin.weights import own_memory
 
     lin = torch.nn.Linear(4, 4)
     seq = torch.nn.Sequential(lin, torch.nn.Linear(4, 4))

@@ -36,15 +36,15 @@ import torch
 from safetensors import safe_open
 
 import stprune
-from stprune.errors import InputError, UnsupportedModelError
-from stprune.models.loading import load_model, resolve_model
-from stprune.models.videomae_zoo import (
+from stprune.architectures.loading import load_model, resolve_model
+from stprune.architectures.videomae_zoo import (
     fold_layer_scale,
     load_videomae_zoo,
     missing_zoo_keys,
     videomae_from_zoo_state_dict,
     zoo_config,
 )
+from stprune.errors import InputError, UnsupportedModelError
 
 DATA = Path(__file__).parent / "data" / "videomae_v2_reference.safetensors"
 COMMIT = "29eab1e8a588d1b3ec0cdec7b03a86cca491b74b"

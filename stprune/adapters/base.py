@@ -1,7 +1,10 @@
-"""What an adapter tells the pruning engine about a model family.
+"""What an adapter tells the pruners about a model family, and the registry of adapters.
 
 An adapter knows *where* things are in one model family (blocks, key projections, protected
-tokens, the token grid, the cost model); it never knows which method prunes.
+tokens, the token grid, the input, the exact cost model, a small example model); it never
+knows which method prunes, and this package imports nothing of ``stprune.pruning``. A new
+family is one file with an :class:`Adapter` subclass decorated with :func:`register_adapter`;
+it then enters the contract test suite (``tests/test_contract.py``) with no test written for it.
 """
 
 from __future__ import annotations
@@ -9,12 +12,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["Adapter", "EncoderLayout", "InputGrid", "SequenceAdapter", "class_names"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "EncoderLayout",
+    "InputGrid",
+    "SequenceAdapter",
+    "class_names",
+    "register_adapter",
+]
 
 
 def class_names(model: nn.Module) -> list[str]:
@@ -109,8 +120,21 @@ class InputGrid:
     protected: int = 0
 
 
+#: every registered adapter, tried in order by ``stprune.adapters.get_adapter``
+ADAPTERS: list[type[Adapter]] = []
+
+_A = TypeVar("_A", bound="type[Adapter]")
+
+
+def register_adapter(cls: _A) -> _A:
+    """Class decorator: make ``stprune.adapters.get_adapter`` (and so ``stprune.patch``) know ``cls``."""
+    if cls not in ADAPTERS:
+        ADAPTERS.append(cls)
+    return cls
+
+
 class Adapter(ABC):
-    """Knows one model family: how to build its pruner and a valid example input."""
+    """Knows one model family: its token geometry, cost model and a valid example input."""
 
     #: class names (or base-class names) this adapter handles
     model_classes: ClassVar[tuple[str, ...]]
@@ -122,14 +146,12 @@ class Adapter(ABC):
     def supports(cls, model: nn.Module) -> bool:
         return any(name in cls.model_classes for name in class_names(model))
 
-    @abstractmethod
-    def create_pruner(
-        self, method: Any, schedule: Any, r: Any, flops_target: float | None, **options: Any
-    ) -> Any:
-        """Validate the settings and return an uninstalled pruner (see ``stprune.engine.Pruner``).
+    @classmethod
+    def example_model(cls, seed: int = 0) -> nn.Module:
+        """A small model of this family with random weights, built offline (for the contract tests)."""
+        from stprune.errors import UnsupportedModelError
 
-        ``options`` are the family's own settings; unknown ones raise TypeError.
-        """
+        raise UnsupportedModelError(f"{cls.__name__} provides no example model")
 
     @abstractmethod
     def example_inputs(
@@ -154,20 +176,6 @@ class Adapter(ABC):
 
 class SequenceAdapter(Adapter):
     """Adapter for encoders that process a flat token sequence: the engine prunes between blocks."""
-
-    def create_pruner(
-        self, method: Any, schedule: Any, r: Any, flops_target: float | None, **options: Any
-    ) -> Any:
-        """Resolve the schedule (r or flops_target) and build the hook-based sequence pruner."""
-        from stprune.engine import build_sequence_pruner
-        from stprune.errors import SettingTypeError
-
-        if options:
-            raise SettingTypeError(
-                f"{type(self.model).__name__} takes no pruning options; got {sorted(options)}"
-            )
-
-        return build_sequence_pruner(self, method, schedule, r, flops_target)
 
     @abstractmethod
     def layout(self) -> EncoderLayout:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from stprune.adapters.base import SequenceAdapter
 from stprune.errors import InputError
-from stprune.models.base import SequenceAdapter
 
 __all__ = ["HFVideoAdapter", "image_hw"]
 

@@ -8,15 +8,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from stprune.adapters.base import EncoderLayout, InputGrid, register_adapter
+from stprune.adapters.hf_attention import install_attention_bias
+from stprune.adapters.hf_base import HFVideoAdapter, image_hw
 from stprune.core.flops import vit_block_macs
 from stprune.errors import UnsupportedModelError
-from stprune.models.base import EncoderLayout, InputGrid
-from stprune.models.hf_attention import install_attention_bias
-from stprune.models.hf_base import HFVideoAdapter, image_hw
 
 __all__ = ["HFVideoMAEAdapter"]
 
 
+@register_adapter
 class HFVideoMAEAdapter(HFVideoAdapter):
     """``VideoMAEForVideoClassification`` and ``VideoMAEModel``.
 
@@ -25,6 +26,18 @@ class HFVideoMAEAdapter(HFVideoAdapter):
     """
 
     model_classes = ("VideoMAEForVideoClassification", "VideoMAEModel")
+
+    @classmethod
+    def example_model(cls, seed: int = 0) -> nn.Module:
+        """VideoMAE classifier, 6 blocks, 16 frames of 64 x 64 (8 slots x 16 tokens), random weights."""
+        from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+        torch.manual_seed(seed)
+        cfg = VideoMAEConfig(
+            image_size=64, patch_size=16, num_frames=16, tubelet_size=2, hidden_size=32,
+            num_hidden_layers=6, num_attention_heads=2, intermediate_size=64, num_labels=5,
+        )  # fmt: skip
+        return VideoMAEForVideoClassification(cfg).eval()
 
     @property
     def backbone(self) -> nn.Module:

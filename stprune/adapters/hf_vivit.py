@@ -7,15 +7,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from stprune.adapters.base import EncoderLayout, InputGrid, register_adapter
+from stprune.adapters.hf_attention import install_attention_bias
+from stprune.adapters.hf_base import HFVideoAdapter, image_hw
 from stprune.core.flops import vit_block_macs
 from stprune.errors import UnsupportedModelError
-from stprune.models.base import EncoderLayout, InputGrid
-from stprune.models.hf_attention import install_attention_bias
-from stprune.models.hf_base import HFVideoAdapter, image_hw
 
 __all__ = ["HFVivitAdapter"]
 
 
+@register_adapter
 class HFVivitAdapter(HFVideoAdapter):
     """``VivitForVideoClassification`` and ``VivitModel`` (model 1 of ViViT: joint attention).
 
@@ -23,6 +24,18 @@ class HFVivitAdapter(HFVideoAdapter):
     """
 
     model_classes = ("VivitForVideoClassification", "VivitModel")
+
+    @classmethod
+    def example_model(cls, seed: int = 0) -> nn.Module:
+        """ViViT classifier, 6 blocks, 16 frames of 64 x 64 (8 slots x 16 tokens + CLS), random weights."""
+        from transformers import VivitConfig, VivitForVideoClassification
+
+        torch.manual_seed(seed)
+        cfg = VivitConfig(
+            image_size=64, num_frames=16, tubelet_size=[2, 16, 16], hidden_size=32, num_hidden_layers=6,
+            num_attention_heads=2, intermediate_size=64, num_labels=5,
+        )  # fmt: skip
+        return VivitForVideoClassification(cfg).eval()
 
     @property
     def backbone(self) -> nn.Module:

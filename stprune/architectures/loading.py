@@ -3,11 +3,11 @@
 One function, :func:`resolve_model`, understands every spelling (every CLI command uses it):
 
 * a preset (``videomae-s/b/l/h``, ``vivit-b``, ...): a standard-size model with random weights,
-  built offline from its config (:mod:`stprune.models.presets`).
+  built offline from its config (:mod:`stprune.architectures.presets`).
 * ``demo``: the bundled demo model (``stprune/demo/demo_model.safetensors``, read as data) with the
   normalisation and frame sampling its ``demo_model.json`` records.
 * a checkpoint *file* (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``): a VideoMAE model-zoo ViT
-  (converted to HF, :mod:`stprune.models.videomae_zoo`) or a Video Swin checkpoint (via
+  (converted to HF, :mod:`stprune.architectures.videomae_zoo`) or a Video Swin checkpoint (via
   ``stprune.models.load_video_swin``), told apart by their keys.
 * a *directory* saved with ``save_pretrained`` (``config.json``), or a Hugging Face hub id:
   ``AutoModelForVideoClassification.from_pretrained``. Mean / std come from
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from stprune.architectures.presets import PRESETS, build_preset, preset_names
+from stprune.architectures.video_swin.weights import own_memory
 from stprune.errors import InputError, MissingFileError, SettingError, StpruneError, UnsupportedModelError
-from stprune.models.presets import PRESETS, build_preset, preset_names
-from stprune.models.video_swin_weights import own_memory
 
 # ImageNet statistics, as VideoMAE's own training / test code normalises (not the HF processor default 0.5)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -247,7 +247,7 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
             from safetensors.torch import load_file
 
             return load_file(str(path)), {}
-        from stprune.models.videomae_zoo import load_zoo_checkpoint
+        from stprune.architectures.videomae_zoo import load_zoo_checkpoint
 
         return load_zoo_checkpoint(path)
     except StpruneError:
@@ -292,7 +292,7 @@ def resolve_model(
                 f"--model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
             )
         sd, saved_args = _load_checkpoint(path)
-        from stprune.models.videomae_zoo import is_zoo_state_dict, videomae_from_zoo_state_dict
+        from stprune.architectures.videomae_zoo import is_zoo_state_dict, videomae_from_zoo_state_dict
 
         if is_zoo_state_dict(sd):
             try:

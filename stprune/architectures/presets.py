@@ -111,7 +111,7 @@ def build_preset(name: str, num_labels: int | None = None) -> nn.Module:
     if num_labels is None:
         num_labels = preset_labels
     if family == "video_swin":
-        from stprune.models.video_swin import video_swin_b, video_swin_s, video_swin_t
+        from stprune.architectures.video_swin.model import video_swin_b, video_swin_s, video_swin_t
 
         build = {"t": video_swin_t, "s": video_swin_s, "b": video_swin_b}[kwargs["arch"]]
         return build(num_classes=num_labels).eval()

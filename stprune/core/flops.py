@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from stprune.errors import SettingError
+from stprune.errors import SettingError, SettingTypeError
 
-__all__ = ["vit_block_macs", "window_block_macs", "choose_r_for_target"]
+__all__ = ["vit_block_macs", "window_block_macs", "check_flops_target", "choose_r_for_target"]
 
 
 def vit_block_macs(tokens: int, hidden: int, intermediate: int, attn_dim: int | None = None) -> int:
@@ -39,6 +39,19 @@ def window_block_macs(
     return 4 * linear_tokens * dim * dim + 2 * windows * window_slots**2 * dim + 2 * mlp_tokens * dim * hidden
 
 
+def check_flops_target(target: object) -> float:
+    """``target`` as a float if it is a number in (0, 1] (the one place this range is checked).
+
+    Raises:
+        SettingTypeError for a non-number, SettingError for a number outside (0, 1].
+    """
+    if not isinstance(target, (int, float)) or isinstance(target, bool):
+        raise SettingTypeError(f"flops_target must be a number in (0, 1]; got {target!r}")
+    if not 0.0 < target <= 1.0:
+        raise SettingError(f"flops_target must be a number in (0, 1]; got {target!r}")
+    return float(target)
+
+
 def choose_r_for_target(
     ratio_of_r: Callable[[int], float], candidates: Iterable[int], target: float
 ) -> tuple[int, float]:
@@ -55,8 +68,7 @@ def choose_r_for_target(
     Raises:
         SettingError (a ValueError) if target is outside (0, 1] or no candidate reaches it.
     """
-    if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0.0 < target <= 1.0:
-        raise SettingError(f"flops_target must be a number in (0, 1]; got {target!r}")
+    check_flops_target(target)
     best: tuple[int, float] | None = None
     lowest: tuple[int, float] | None = None
     for r in candidates:

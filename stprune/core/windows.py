@@ -102,7 +102,12 @@ class WindowPacking:
 
 
 def pack_windows(
-    window_id: torch.Tensor, slot: torch.Tensor, num_windows: int, window_tokens: int, compact: bool
+    window_id: torch.Tensor,
+    slot: torch.Tensor,
+    num_windows: int,
+    window_tokens: int,
+    compact: bool,
+    meta_size: int | None = None,
 ) -> WindowPacking:
     """Lay out every sample's tokens window by window.
 
@@ -114,8 +119,10 @@ def pack_windows(
         window_tokens: N, slots of a full window.
         compact: True: a window's tokens fill its first slots in slot order and K is the
             largest count over all windows of all samples (read on the host: one
-            synchronisation; on the meta device, where there are no values, K = N). False:
-            every token keeps its own slot, K = N (static shapes, no synchronisation).
+            synchronisation; on the meta device, where there are no values, K = ``meta_size``,
+            by default N). False: every token keeps its own slot, K = N (static shapes, no
+            synchronisation).
+        meta_size: K on the meta device with ``compact`` (e.g. the size a plan expects).
     """
     b, a = window_id.shape
     device = window_id.device
@@ -127,7 +134,7 @@ def pack_windows(
         counts.scatter_add_(1, window_id, torch.ones_like(window_id))
         start = counts.cumsum(1) - counts
         rank = torch.arange(a, device=device).expand(b, -1) - start.gather(1, sorted_window)
-        size = window_tokens if device.type == "meta" else int(counts.max())
+        size = (meta_size or window_tokens) if device.type == "meta" else int(counts.max())
         target_sorted = sorted_window * size + rank
         target = torch.empty_like(target_sorted).scatter_(1, order, target_sorted)
     else:

@@ -3,7 +3,7 @@
 One column per temporal slot of the model's input token grid (its first frame), one row for the
 input and one per pruning point; tokens pruned at that point (or earlier) are whited out, as in
 the STA paper's figure. The geometry comes from the model's adapter
-(:meth:`~stprune.models.base.Adapter.input_grid`) and the kept tokens from
+(:meth:`~stprune.adapters.base.Adapter.input_grid`) and the kept tokens from
 :func:`stprune.last_trace`, so every supported family draws the same way: for a ViT the rows are
 the T0 x h x w grid; for Video Swin each row is drawn on the grid of the Swin stage the pruning
 point is in (later stages merge 2 x 2 tokens, so their cells are larger), and a new Swin stage
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 import stprune
+from stprune.adapters.base import InputGrid
 from stprune.errors import InputError, MissingFileError, SettingError
-from stprune.models.base import InputGrid
 
 __all__ = [
     "StageMask",
@@ -335,8 +335,8 @@ def show(
         method: a method that keeps positions (``"sta"`` or ``"random"``).
         r / flops_target: the pruning setting (default: flops_target 0.7).
     """
+    from stprune.architectures.loading import resolve_model
     from stprune.models import get_adapter
-    from stprune.models.loading import resolve_model
 
     if video is not None and clip is not None:
         raise SettingError("give a clip index or a video file, not both")

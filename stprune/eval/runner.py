@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import hashlib
 import inspect
-import math
 import os
 import warnings
 from collections import deque
@@ -31,6 +30,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from stprune.api import check_setting
+from stprune.architectures.loading import ResolvedModel, resolve_model
 from stprune.errors import SettingError, SettingTypeError
 from stprune.eval import results as res
 from stprune.eval.dataset import VideoItem, VideoViewsDataset, worker_init
@@ -45,7 +46,6 @@ from stprune.eval.sampling import (
     sampling_window,
 )
 from stprune.eval.transforms import normalize
-from stprune.models.loading import ResolvedModel, resolve_model
 
 __all__ = ["PRECISIONS", "run_eval", "prune_model", "default_workers", "resolve_precision"]
 
@@ -387,15 +387,9 @@ def run_eval(
         raise SettingTypeError(f"--views {view_spec!r} must be 'TxS' text or a ViewSpec")
     if method not in _method_names():
         raise SettingError(f"--method {method!r} must be one of {_method_names()}")
-    if r is not None and flops_target is not None:
-        raise SettingError("give --r or --flops-target, not both")
+    check_setting(r, flops_target)
     if r is not None:
         _check_int("--r", r, 0)
-    if flops_target is not None:
-        if isinstance(flops_target, bool) or not isinstance(flops_target, int | float):
-            raise SettingTypeError(f"--flops-target {flops_target!r} must be a number in (0, 1]")
-        if not (math.isfinite(flops_target) and 0.0 < flops_target <= 1.0):
-            raise SettingError(f"--flops-target {flops_target} must be a FLOPs ratio in (0, 1]")
     _check_int("--batch-size", batch_size, 1)
     if workers is None:
         workers = default_workers()

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stprune.architectures.loading import IMAGENET_MEAN, IMAGENET_STD  # VideoMAE's own code's normalisation
 from stprune.eval.sampling import crop_boxes, resized_hw
-from stprune.models.loading import IMAGENET_MEAN, IMAGENET_STD  # VideoMAE's own code's normalisation
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_short_side", "make_views", "normalize"]
 

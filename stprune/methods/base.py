@@ -1,7 +1,7 @@
 """The interface every token-reduction method implements.
 
 A method sees tokens, keys and a :class:`~stprune.core.schedule.Stage`; it never knows which
-model it runs in. The engine (``stprune.engine``) calls :meth:`Method.reduce` at every pruning
+model it runs in. The engine (``stprune.pruning.sequence``) calls :meth:`Method.reduce` at every pruning
 point and keeps the bookkeeping (traces, token positions).
 """
 

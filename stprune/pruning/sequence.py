@@ -21,97 +21,32 @@ Data flows one way: adapter (blocks, keys) -> method (reduce) -> engine (gather,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from stprune.core.flops import choose_r_for_target
 from stprune.core.hashrand import content_keys
 from stprune.core.schedule import (
-    RTooLargeError,
     Stage,
     TokenPlan,
-    largest_uniform_r,
     normalize_schedule,
     plan_tokens,
     plural,
-    with_r,
 )
-from stprune.errors import InputError, SettingError
+from stprune.errors import InputError, SettingError, SettingTypeError
 from stprune.methods.base import Method
+from stprune.pruning.resolve import resolve_stages
+from stprune.pruning.trace import SequenceTrace, StageTrace
 
-if TYPE_CHECKING:  # stprune.models imports every adapter, and the grid adapters import this module
-    from stprune.models.base import SequenceAdapter
+if TYPE_CHECKING:
+    from stprune.adapters.base import SequenceAdapter
 
 #: torch.profiler label of the pruning work (scoring + selection + gather) at every stage
 PROFILE_LABEL = "stprune.reduce"
 
-__all__ = ["StageTrace", "Trace", "Pruner", "SequencePruner", "estimate_macs", "build_sequence_pruner"]
-
-
-@dataclass
-class StageTrace:
-    """What one pruning point did in the last forward.
-
-    Attributes:
-        index: position of the stage in the schedule.
-        stage: the stage.
-        tokens_in: prunable tokens entering (protected excluded).
-        tokens_out: prunable tokens leaving.
-        kept: (B, tokens_out) indices into the stage's input tokens (protected excluded), in
-            output order (``None`` for merging methods).
-        positions: (B, tokens_out) index of each kept token in the original T0 x N grid
-            (slot * N + spatial index); ``None`` once a merging method ran. Protected tokens are
-            not in it (a protected grid token, e.g. VideoMAE's token 0 without mean pooling,
-            keeps its own position, first).
-    """
-
-    index: int
-    stage: Stage
-    tokens_in: int
-    tokens_out: int
-    kept: torch.Tensor | None
-    positions: torch.Tensor | None
-
-
-@dataclass
-class Trace:
-    """Token bookkeeping of the last forward of a patched model."""
-
-    depth: int
-    protected: int
-    input_tokens: int
-    stages: list[StageTrace] = field(default_factory=list)
-
-    @property
-    def tokens_per_block(self) -> list[int]:
-        """Tokens (protected included) each block processed in the last forward."""
-        out, length, it = [], self.input_tokens, iter(self.stages)
-        nxt = next(it, None)
-        for block in range(self.depth):
-            out.append(length + self.protected)
-            if nxt is not None and nxt.stage.after_block == block:
-                length = nxt.tokens_out
-                nxt = next(it, None)
-        return out
-
-
-class Pruner(Protocol):
-    """What ``stprune.patch`` installs; every adapter family provides one."""
-
-    method: Method
-    stages: list[Stage]
-    plan: TokenPlan
-    macs: int
-    macs_unpruned: int
-    trace: Trace | None
-
-    def install(self) -> None: ...
-
-    def remove(self) -> None: ...
+__all__ = ["SequencePlanner", "SequencePruner", "build_sequence_pruner", "estimate_macs"]
 
 
 def _in_backward() -> bool:
@@ -163,7 +98,7 @@ class SequencePruner:
         self.layout = adapter.layout()
         self.macs, self.plan = estimate_macs(adapter, method, self.stages)
         self.macs_unpruned = adapter.macs([self.layout.input_tokens] * self.layout.depth)
-        self.trace: Trace | None = None
+        self.trace: SequenceTrace | None = None
         self._keys: dict[int, torch.Tensor] = {}
         self._ctx: dict[str, Any] = {}
         self._sample_key: torch.Tensor | None = None
@@ -185,6 +120,10 @@ class SequencePruner:
     def macs_ratio(self) -> float:
         """Estimated FLOPs(pruned) / FLOPs(unpruned)."""
         return self.macs / self.macs_unpruned
+
+    def traced_macs(self) -> int:
+        """MACs of one clip of the last forward: the plan is exact for this family (same as ``macs``)."""
+        return self.macs
 
     def attention_bias(self, block: int) -> torch.Tensor | None:
         """(B, 1, 1, L) log-size bias that block ``block``'s attention adds in this forward (or ``None``)."""
@@ -254,7 +193,7 @@ class SequencePruner:
             )
         if torch.is_grad_enabled() and _in_backward():
             return  # block 0 recomputed by gradient checkpointing: this forward's state stays
-        self.trace = Trace(lay.depth, lay.protected, expected - lay.protected)
+        self.trace = SequenceTrace(lay.depth, lay.protected, expected - lay.protected)
         self._keys.clear()
         self._ctx = {}
         if self._sample_key is not None:
@@ -345,60 +284,58 @@ class SequencePruner:
             self.trace.stages.append(StageTrace(index, stage, n_in, n_out, kept, pos))
 
 
+class SequencePlanner:
+    """What :func:`stprune.pruning.resolve.resolve_stages` needs to know of a ViT-family model."""
+
+    def __init__(self, adapter: SequenceAdapter, method: Method) -> None:
+        self.adapter = adapter
+        self.method = method
+        self.layout = adapter.layout()
+        self.base = adapter.macs([self.layout.input_tokens] * self.layout.depth)
+
+    def read_schedule(self, schedule: Any, r: int | Sequence[int] | None) -> list[Stage]:
+        lay = self.layout
+        stages = normalize_schedule(
+            self.method.default_schedule if schedule is None else schedule, lay.depth, lay.num_slots, r
+        )
+        if lay.protected_in_grid and lay.protected:
+            bad = next(((i, s) for i, s in enumerate(stages) if s.groups != 1), None)
+            if bad is not None:
+                raise SettingError(
+                    f"{type(self.adapter.model).__name__}: {self.adapter.protected_reason}, so token 0 is "
+                    f"protected (never pruned, stays first) and the other {lay.prunable_tokens} tokens do "
+                    f"not fill whole temporal slots; got groups={bad[1].groups} at stage {bad[0]}, but every "
+                    "stage needs groups=1 here: use schedule='every' (ToMe's default) or stages "
+                    "(after_block, 1, r), or a mean-pooled model for the paper schedule"
+                )
+        return stages
+
+    def validate(self, stages: Sequence[Stage]) -> None:
+        _plan(self.layout, stages, self.method.max_r)
+
+    def ratio(self, stages: Sequence[Stage]) -> float:
+        return estimate_macs(self.adapter, self.method, stages)[0] / self.base
+
+    def r_upper(self, stages: Sequence[Stage]) -> int:
+        return self.layout.prunable_tokens // stages[0].groups
+
+
 def build_sequence_pruner(
     adapter: SequenceAdapter,
     method: Method,
     schedule: Any,
     r: int | Sequence[int] | None,
     flops_target: float | None,
+    **options: Any,
 ) -> SequencePruner:
-    """Resolve schedule, r and flops_target for a ViT-family model and build its pruner.
+    """Resolve schedule, r and flops_target for a ViT-family model and build its (uninstalled) pruner.
 
     Raises SettingError / SettingTypeError (ValueError / TypeError) for every bad combination
     before anything is installed.
     """
-    if r is not None and flops_target is not None:
-        raise SettingError(
-            f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
+    if options:
+        raise SettingTypeError(
+            f"{type(adapter.model).__name__} takes no pruning options; got {sorted(options)}"
         )
-    lay = adapter.layout()
-    stages = normalize_schedule(
-        method.default_schedule if schedule is None else schedule, lay.depth, lay.num_slots, r
-    )
-    if lay.protected_in_grid and lay.protected:
-        bad = next(((i, s) for i, s in enumerate(stages) if s.groups != 1), None)
-        if bad is not None:
-            raise SettingError(
-                f"{type(adapter.model).__name__}: {adapter.protected_reason}, so token 0 is protected "
-                f"(never pruned, stays first) and the other {lay.prunable_tokens} tokens do not fill whole "
-                f"temporal slots; got groups={bad[1].groups} at stage {bad[0]}, but every stage needs "
-                "groups=1 here: use schedule='every' (ToMe's default) or stages (after_block, 1, r), "
-                "or a mean-pooled model for the paper schedule"
-            )
-    if flops_target is not None:
-        if any(s.r is not None for s in stages):
-            raise SettingError("flops_target chooses r itself; leave r out of the schedule's stages")
-        stages = with_r(stages, choose_uniform_r(adapter, method, stages, flops_target))
-    elif any(s.r is None for s in stages):
-        raise SettingError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
+    stages = resolve_stages(SequencePlanner(adapter, method), schedule, r, flops_target)
     return SequencePruner(adapter, method, stages)
-
-
-def choose_uniform_r(adapter: SequenceAdapter, method: Method, stages: Sequence[Stage], target: float) -> int:
-    """The r (same at every stage) whose estimated FLOPs ratio is the largest one not above ``target``."""
-    lay = adapter.layout()
-    base = adapter.macs([lay.input_tokens] * lay.depth)
-
-    def valid(r: int) -> bool:
-        try:
-            _plan(lay, with_r(stages, r), method.max_r)
-        except RTooLargeError:
-            return False
-        return True
-
-    _plan(lay, with_r(stages, 0), method.max_r)  # raises the errors that do not depend on r
-    top = largest_uniform_r(valid, lay.prunable_tokens // stages[0].groups)
-    r, _ = choose_r_for_target(
-        lambda r: estimate_macs(adapter, method, with_r(stages, r))[0] / base, range(top + 1), target
-    )
-    return r

@@ -1,4 +1,4 @@
-"""Adapter and pruner for our Video Swin (:mod:`stprune.models.video_swin`).
+"""Adapter and pruner for our Video Swin (:mod:`stprune.architectures.video_swin.model`).
 
 Window attention needs the whole token grid (windows, shifted windows, patch merging), so
 pruned tokens cannot simply be removed as in a ViT. The design (``docs/video_swin.md``):
@@ -11,8 +11,8 @@ pruned tokens cannot simply be removed as in a ViT. The design (``docs/video_swi
 * Pruned tokens stay in the grid with the features they had at the point, but the rest of the
   stage skips them: no query, no key/value, no MLP. The active tokens are kept packed, (B, A, C)
   in unshifted window order, and every later block of the stage runs
-  :meth:`~stprune.models.video_swin.VideoSwinBlock.forward_tokens` on them only. At the end of the
-  stage they are scattered back into the grid; patch merging sees the whole grid and every
+  :meth:`~stprune.architectures.video_swin.model.VideoSwinBlock.forward_tokens` on them only. At
+  the end of the stage they are scattered back into the grid; patch merging sees the whole grid and every
   token of the next stage is active again (it prunes at its own points).
 * Every unshifted window keeps the same number of active tokens (``groups * (n - r)``), so
   plain blocks need no padding. Shifted windows hold uneven counts: ``shifted_windows="pad"``
@@ -29,30 +29,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from stprune.core.flops import choose_r_for_target, window_block_macs
-from stprune.core.hashrand import content_keys
-from stprune.core.schedule import (
-    Stage,
-    TokenPlan,
-    check_group_r,
-    normalize_schedule,
-    plural,
-    with_r,
-    with_schedule_r_bound,
+from stprune.adapters.video_swin import (
+    BlockCost,
+    VideoSwinAdapter,
+    block_shift,
+    dense_block_cost,
+    video_swin_macs,
 )
-from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
-from stprune.engine import StageTrace
-from stprune.errors import SettingError, UnsupportedModelError
-from stprune.methods.base import IndexPruningMethod, Method
-from stprune.models.base import Adapter, InputGrid
-from stprune.models.video_swin import (
+from stprune.architectures.video_swin.model import (
     TokenWindows,
     VideoSwin,
     VideoSwinBlock,
@@ -62,26 +53,46 @@ from stprune.models.video_swin import (
     window_bias_index,
     window_layout,
 )
+from stprune.core.hashrand import content_keys
+from stprune.core.schedule import (
+    Stage,
+    TokenPlan,
+    check_group_r,
+    normalize_schedule,
+    plural,
+    with_schedule_r_bound,
+)
+from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
+from stprune.errors import SettingError, SettingTypeError, UnsupportedModelError
+from stprune.methods.base import IndexPruningMethod, Method
+from stprune.pruning.resolve import resolve_stages
+from stprune.pruning.trace import GridStageTrace, GridTrace
 
 __all__ = [
     "SHIFTED_WINDOW_MODES",
-    "BlockCost",
     "GridStageTrace",
     "GridTrace",
     "SwinPoint",
     "SwinPlan",
-    "VideoSwinAdapter",
     "VideoSwinPruner",
+    "WindowGridPlanner",
+    "build_window_grid_pruner",
     "default_swin_schedule",
     "plan_video_swin",
     "token_windows",
-    "video_swin_macs",
 ]
 
 Triple = tuple[int, int, int]
 
 #: how shifted windows with uneven active counts are laid out
 SHIFTED_WINDOW_MODES = ("pad", "static")
+
+#: ``"pad"`` runs every shifted window at the largest active count in the batch, which depends on
+#: the data. A shifted window holds the unshifted windows' kept count on average; the largest
+#: was 1.04-1.08 x that in every measurement (docs/video_swin.md), so the plan, ``patch_info``
+#: and ``flops_target`` count padded windows at 1.1 x the mean (at most the full window): the
+#: ratio a forward really runs at is then just below the planned one.
+PAD_MARGIN = 1.1
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,28 +130,11 @@ class SwinPoint:
 
 
 @dataclass(frozen=True)
-class BlockCost:
-    """What one block computes for one clip.
-
-    Attributes:
-        active: tokens that get a query and an MLP (the rest of the grid is skipped).
-        linear: tokens through the qkv and output projections (padded windows for dense blocks).
-        windows: attention windows.
-        slots: K, slots per window (attention is ``windows x K x K``).
-    """
-
-    active: int
-    linear: int
-    windows: int
-    slots: int
-
-
-@dataclass(frozen=True)
 class SwinPlan:
     """A schedule resolved against one clip geometry.
 
-    ``blocks`` counts shifted windows after a pruning point at their full size (the bound that
-    ``shifted_windows="pad"`` never exceeds).
+    ``blocks`` counts shifted windows after a pruning point at their full size (``"static"``) or
+    at their expected padded size (``"pad"``, see :data:`PAD_MARGIN`).
     """
 
     grids: tuple[Triple, ...]
@@ -159,10 +153,6 @@ def _grids_from_first(config: VideoSwinConfig, grid0: Sequence[int]) -> tuple[Tr
         grid = (grid[0], -(-grid[1] // 2), -(-grid[2] // 2))
         grids.append(grid)
     return tuple(grids)
-
-
-def _block_shift(config: VideoSwinConfig, local_block: int) -> Triple:
-    return (0, 0, 0) if local_block % 2 == 0 else config.shift_size
 
 
 def _locate_block(config: VideoSwinConfig, block: int) -> tuple[int, int]:
@@ -184,6 +174,7 @@ def plan_video_swin(
     stages: Sequence[Stage],
     grid0: Sequence[int],
     max_r: Callable[[int], int] | None = None,
+    shifted_windows: str = "static",
 ) -> SwinPlan:
     """Validate a schedule against the token grid of a clip and count tokens per block.
 
@@ -194,12 +185,19 @@ def plan_video_swin(
             groups at later points of the same Swin stage.
         grid0: the token grid (T, H, W) after the patch embedding.
         max_r: the method's largest r for a group of n tokens (default ceil(n / 2)).
+        shifted_windows: the layout the costs are planned for: ``"static"`` counts every shifted
+            window after a point at its full size (exact for that layout), ``"pad"`` at the padded
+            size it is expected to run at (see :data:`PAD_MARGIN`).
 
     Raises:
         SettingError (a ValueError) naming the point, the value and what is allowed; for an r too
         large with the same r at every point, the largest r the whole schedule accepts.
     """
-    return with_schedule_r_bound(lambda st: _plan_video_swin(config, st, grid0, max_r), stages)
+    if shifted_windows not in SHIFTED_WINDOW_MODES:
+        raise SettingError(f"shifted_windows must be one of {SHIFTED_WINDOW_MODES}; got {shifted_windows!r}")
+    return with_schedule_r_bound(
+        lambda st: _plan_video_swin(config, st, grid0, max_r, shifted_windows), stages
+    )
 
 
 def _plan_video_swin(
@@ -207,6 +205,7 @@ def _plan_video_swin(
     stages: Sequence[Stage],
     grid0: Sequence[int],
     max_r: Callable[[int], int] | None,
+    shifted_windows: str,
 ) -> SwinPlan:
     max_r = max_r or (lambda n: (n + 1) // 2)
     grids = _grids_from_first(config, grid0)
@@ -258,7 +257,7 @@ def _plan_video_swin(
         out = st.groups * (n - st.r)
         points.append(SwinPoint(i, st, s, j, grid, window, num_windows, tokens, n, out))
         state[s] = (out, st.groups)
-    return SwinPlan(grids, tuple(points), tuple(_planned_costs(config, grids, points)))
+    return SwinPlan(grids, tuple(points), tuple(_planned_costs(config, grids, points, shifted_windows)))
 
 
 def _whole_window_size(config: VideoSwinConfig, axis: int) -> int:
@@ -275,52 +274,28 @@ def _prunable_blocks(config: VideoSwinConfig) -> list[int]:
 
 
 def _planned_costs(
-    config: VideoSwinConfig, grids: Sequence[Triple], points: Sequence[SwinPoint]
+    config: VideoSwinConfig, grids: Sequence[Triple], points: Sequence[SwinPoint], shifted_windows: str
 ) -> list[BlockCost]:
     costs = []
     for s, depth in enumerate(config.depths):
         grid = grids[s]
-        tokens = grid[0] * grid[1] * grid[2]
         live = [p for p in points if p.swin_stage == s and p.stage.r]
         for j in range(depth):
-            layout = window_layout(grid, config.window_size, _block_shift(config, j))
+            layout = window_layout(grid, config.window_size, block_shift(config, j))
             if not live or j < live[0].local_block:
-                costs.append(
-                    BlockCost(
-                        tokens,
-                        layout.num_windows * layout.window_tokens,
-                        layout.num_windows,
-                        layout.window_tokens,
-                    )
-                )
+                costs.append(dense_block_cost(config, grid, j))
                 continue
             before = [p for p in live if p.local_block < j]
             per_window = before[-1].tokens_out if before else live[0].tokens_in
             active = layout.num_windows * per_window
-            slots = layout.window_tokens if layout.is_shifted else per_window
+            if not layout.is_shifted:
+                slots = per_window
+            elif shifted_windows == "static":
+                slots = layout.window_tokens
+            else:  # "pad": a shifted window holds per_window active tokens on average; padded to the most
+                slots = min(layout.window_tokens, math.ceil(per_window * PAD_MARGIN))
             costs.append(BlockCost(active, active, layout.num_windows, slots))
     return costs
-
-
-def video_swin_macs(
-    config: VideoSwinConfig, grids: Sequence[Triple], blocks: Sequence[BlockCost], scoring: int = 0
-) -> int:
-    """Matrix-product MACs of one clip: patch embedding, blocks, patch merging, head, scoring.
-
-    What ``torch.utils.flop_counter.FlopCounterMode`` counts (halved) under the math SDPA kernel.
-    """
-    total = math.prod(grids[0]) * config.embed_dim * config.in_channels * math.prod(config.patch_size)
-    it = iter(blocks)
-    for s, depth in enumerate(config.depths):
-        dim = config.stage_dim(s)
-        hidden = int(dim * config.mlp_ratio)
-        for _ in range(depth):
-            b = next(it)
-            total += window_block_macs(b.linear, b.windows, b.slots, b.active, dim, hidden)
-        if s < config.num_stages - 1:
-            nt, nh, nw = grids[s + 1]
-            total += nt * nh * nw * 4 * dim * 2 * dim
-    return total + config.num_features * config.num_classes + scoring
 
 
 def _scoring_macs(config: VideoSwinConfig, method: Method, points: Sequence[SwinPoint]) -> int:
@@ -404,7 +379,10 @@ def token_windows(
         index = window_bias_index(slot.view(slot.shape[0], num_windows, per_window), rpi, rows)
         return TokenWindows(num_windows, per_window, None, None, index)
     window_id, slot, rolled = locate_in_windows(positions, layout.grid, layout.window, layout.shift)
-    packing = pack_windows(window_id, slot, num_windows, full, compact=compact and not every)
+    expected = min(full, math.ceil(per_window * PAD_MARGIN))  # what the plan counts (meta device)
+    packing = pack_windows(
+        window_id, slot, num_windows, full, compact=compact and not every, meta_size=expected
+    )
     region = shift_region_labels(rolled, layout.grid, layout.window, layout.shift)
     region = region.gather(1, packing.gather).view_as(packing.slot)
     index = window_bias_index(packing.slot, rpi, rows, region, None if every else packing.valid)
@@ -414,49 +392,6 @@ def token_windows(
 # --------------------------------------------------------------------------------------------
 # traces
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GridStageTrace(StageTrace):
-    """A pruning point of a grid model in the last forward.
-
-    Besides :class:`~stprune.engine.StageTrace` (``tokens_in`` / ``tokens_out`` are active
-    tokens per clip; ``kept`` (B, tokens_out) indexes the point's packed input tokens;
-    ``positions`` (B, tokens_out) are flat ``(t * H + h) * W + w`` positions in the Swin stage's
-    grid):
-
-    Attributes:
-        swin_stage: the Swin stage (0-based).
-        grid: its token grid (T, H, W).
-        mask: (B, T, H, W) bool, the tokens still active after the point.
-    """
-
-    swin_stage: int = 0
-    grid: Triple = (0, 0, 0)
-    mask: Tensor | None = None
-
-
-@dataclass
-class GridTrace:
-    """Token bookkeeping of the last forward of a patched grid model.
-
-    Attributes:
-        blocks: per block, what it computed for one clip (active tokens, window slots).
-        stages: the pruning points with r > 0, in order.
-    """
-
-    blocks: list[BlockCost] = field(default_factory=list)
-    stages: list[GridStageTrace] = field(default_factory=list)
-
-    @property
-    def tokens_per_block(self) -> list[int]:
-        """Active tokens (query, MLP) of each block, per clip."""
-        return [b.active for b in self.blocks]
-
-    @property
-    def computed_per_block(self) -> list[int]:
-        """Attention slots (windows x slots, padding included) of each block, per clip."""
-        return [b.windows * b.slots for b in self.blocks]
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,14 +447,16 @@ class VideoSwinPruner:
 
     @property
     def macs_ratio(self) -> float:
-        """Planned FLOPs(pruned) / FLOPs(unpruned) (shifted windows counted at full size)."""
+        """Planned FLOPs(pruned) / FLOPs(unpruned) (see :func:`plan_video_swin` for shifted windows)."""
         return self.macs / self.macs_unpruned
 
     def plan_for(self, grid0: Sequence[int]) -> SwinPlan:
         """The schedule resolved for a clip whose embedded grid is ``grid0`` (cached); raises ValueError."""
         key = (int(grid0[0]), int(grid0[1]), int(grid0[2]))
         if key not in self._plans:
-            self._plans[key] = plan_video_swin(self.config, self.stages, key, self.method.max_r)
+            self._plans[key] = plan_video_swin(
+                self.config, self.stages, key, self.method.max_r, self.shifted_windows
+            )
         return self._plans[key]
 
     def traced_macs(self, trace: GridTrace | None = None) -> int:
@@ -657,9 +594,9 @@ class VideoSwinPruner:
                 kept.shape[1],
                 kept,
                 positions,
-                point.swin_stage,
-                grid,
-                mask,
+                swin_stage=point.swin_stage,
+                grid=grid,
+                mask=mask,
             )
         )
 
@@ -669,135 +606,79 @@ def _volume(grid: Sequence[int]) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# the adapter
+# resolving a setting
 # --------------------------------------------------------------------------------------------
 
 
-class VideoSwinAdapter(Adapter):
-    """:class:`~stprune.models.video_swin.VideoSwin` (ours; loads torchvision / official checkpoints)."""
+class WindowGridPlanner:
+    """What :func:`stprune.pruning.resolve.resolve_stages` needs to know of a Video Swin model."""
 
-    model_classes = ("VideoSwin",)
+    def __init__(self, adapter: VideoSwinAdapter, method: Method, shifted_windows: str) -> None:
+        self.config = adapter.config
+        self.method = method
+        self.shifted_windows = shifted_windows
+        self.grid0 = self.config.stage_grids()[0]
+        self.base = adapter.macs_unpruned()
 
-    @property
-    def config(self) -> VideoSwinConfig:
-        return self.model.config
-
-    def create_pruner(
-        self,
-        method: Method,
-        schedule: Any,
-        r: Any,
-        flops_target: float | None,
-        shifted_windows: str = "pad",
-    ) -> VideoSwinPruner:
-        """Resolve the schedule (r or flops_target) and build the pruner; raises before installing."""
-        if not isinstance(method, IndexPruningMethod):
-            raise UnsupportedModelError(
-                f"method {method.name!r} is not supported on Video Swin: it "
-                + (
-                    "merges tokens, and a merged token has no place in the window grid (windows, shifted "
-                    "windows and patch merging need every token at its own position)"
-                    if method.tracks_size
-                    else "does not select tokens by index"
-                )
-                + "; use an index-pruning method such as 'sta' or 'random'"
-            )
-        if r is not None and flops_target is not None:
-            raise SettingError(
-                f"give either r or flops_target, not both (got r={r!r}, flops_target={flops_target!r})"
-            )
-        cfg = self.config
-        depth = sum(cfg.depths)
+    def read_schedule(self, schedule: Any, r: int | Sequence[int] | None) -> list[Stage]:
+        depth = sum(self.config.depths)
         if schedule is None or schedule == "paper":
-            stages = default_swin_schedule(cfg, r)
+            stages = default_swin_schedule(self.config, r)
             normalize_schedule(stages, depth, 1, None)  # type and range checks
-        elif isinstance(schedule, str):
+            return stages
+        if isinstance(schedule, str):
             raise SettingError(
                 f"unknown schedule {schedule!r} for Video Swin; use 'paper' (the paper's three points inside "
                 "every Swin stage) or a list of stages (after_block, groups per window, r[, reverse])"
             )
-        else:
-            stages = normalize_schedule(schedule, depth, 1, r)
-        if flops_target is not None:
-            if any(s.r is not None for s in stages):
-                raise SettingError("flops_target chooses r itself; leave r out of the schedule's stages")
-            stages = with_r(stages, self.choose_uniform_r(method, stages, flops_target))
-        elif any(s.r is None for s in stages):
-            raise SettingError("give r (tokens dropped per group) or flops_target (a FLOPs ratio in (0, 1])")
-        return VideoSwinPruner(self, method, stages, shifted_windows)
+        return normalize_schedule(schedule, depth, 1, r)
 
-    def choose_uniform_r(self, method: Method, stages: Sequence[Stage], target: float) -> int:
-        """The r (same at every point) whose planned FLOPs ratio is the largest one not above ``target``."""
-        cfg = self.config
-        grid0 = cfg.stage_grids()[0]
-        base = self.macs_unpruned()
+    def _plan(self, stages: Sequence[Stage]) -> SwinPlan:
+        return plan_video_swin(self.config, stages, self.grid0, self.method.max_r, self.shifted_windows)
 
-        def ratio(r: int) -> float:
-            plan = plan_video_swin(cfg, with_r(stages, r), grid0, method.max_r)
-            return (
-                video_swin_macs(cfg, plan.grids, plan.blocks, _scoring_macs(cfg, method, plan.points)) / base
+    def validate(self, stages: Sequence[Stage]) -> None:
+        self._plan(stages)
+
+    def ratio(self, stages: Sequence[Stage]) -> float:
+        plan = self._plan(stages)
+        scoring = _scoring_macs(self.config, self.method, plan.points)
+        return video_swin_macs(self.config, plan.grids, plan.blocks, scoring) / self.base
+
+    def r_upper(self, stages: Sequence[Stage]) -> int:
+        return _volume(self.config.window_size)
+
+
+def build_window_grid_pruner(
+    adapter: VideoSwinAdapter,
+    method: Method,
+    schedule: Any,
+    r: int | Sequence[int] | None,
+    flops_target: float | None,
+    shifted_windows: str = "pad",
+    **options: Any,
+) -> VideoSwinPruner:
+    """Resolve the schedule (r or flops_target) for Video Swin and build its (uninstalled) pruner.
+
+    ``flops_target`` plans with the cost of the chosen ``shifted_windows`` layout. Raises before
+    anything is installed.
+    """
+    if options:
+        raise SettingTypeError(
+            f"Video Swin takes one pruning option, shifted_windows {SHIFTED_WINDOW_MODES}; "
+            f"got {sorted(options)}"
+        )
+    if not isinstance(method, IndexPruningMethod):
+        raise UnsupportedModelError(
+            f"method {method.name!r} is not supported on Video Swin: it "
+            + (
+                "merges tokens, and a merged token has no place in the window grid (windows, shifted "
+                "windows and patch merging need every token at its own position)"
+                if method.tracks_size
+                else "does not select tokens by index"
             )
-
-        def valid(r: int) -> bool:
-            try:
-                plan_video_swin(cfg, with_r(stages, r), grid0, method.max_r)
-            except ValueError:
-                return False
-            return True
-
-        if not valid(0):
-            plan_video_swin(cfg, with_r(stages, 0), grid0, method.max_r)  # raises the geometry error
-        lo, hi = 0, _volume(cfg.window_size)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if valid(mid) else (lo, mid - 1)
-        r, _ = choose_r_for_target(ratio, range(lo + 1), target)
-        return r
-
-    def macs_unpruned(self) -> int:
-        """MACs of one unpruned clip of the config's size."""
-        cfg = self.config
-        plan = plan_video_swin(cfg, [], cfg.stage_grids()[0])
-        return video_swin_macs(cfg, plan.grids, plan.blocks)
-
-    def example_inputs(
-        self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
-    ) -> dict:
-        t, h, w = self.config.clip_size
-        return {"x": torch.randn(batch_size, self.config.in_channels, t, h, w, device=device, dtype=dtype)}
-
-    def unpruned_tokens_per_block(self) -> list[int]:
-        return [
-            _volume(g)
-            for g, d in zip(self.config.stage_grids(), self.config.depths, strict=True)
-            for _ in range(d)
-        ]
-
-    def input_grid(self) -> InputGrid:
-        """``x`` (B, C, T, H, W); the first stage's grid: ``patch_size`` (frames, pixels, pixels) per token.
-
-        Later Swin stages merge 2 x 2 tokens (their grids are in the trace's ``grid``)."""
-        cfg = self.config
-        t, h, w = cfg.clip_size
-        pt, ph, pw = cfg.patch_size
-        g = cfg.stage_grids()[0]
-        return InputGrid(
-            input_name="x",
-            input_layout="BCTHW",
-            num_frames=t,
-            image_size=(h, w),
-            num_slots=g[0],
-            grid=(g[1], g[2]),
-            tubelet=pt,
-            patch=(ph, pw),
-            protected=0,
+            + "; use an index-pruning method such as 'sta' or 'random'"
         )
-
-    def describe(self) -> str:
-        cfg = self.config
-        t, h, w = cfg.clip_size
-        grids = " -> ".join("x".join(map(str, g)) for g in cfg.stage_grids())
-        return (
-            f"VideoSwin: depths {cfg.depths}, {t} frames x {h}x{w}, token grids {grids}, "
-            f"window {'x'.join(map(str, cfg.window_size))}"
-        )
+    if shifted_windows not in SHIFTED_WINDOW_MODES:
+        raise SettingError(f"shifted_windows must be one of {SHIFTED_WINDOW_MODES}; got {shifted_windows!r}")
+    stages = resolve_stages(WindowGridPlanner(adapter, method, shifted_windows), schedule, r, flops_target)
+    return VideoSwinPruner(adapter, method, stages, shifted_windows)

@@ -2,7 +2,7 @@
 
 It computes what torchvision's ``swin3d_t/s/b`` and the official Video Swin backbone
 (SwinTransformer/Video-Swin-Transformer, mmaction ``SwinTransformer3D`` + ``I3DHead``) compute, so
-their checkpoints load into it (see :mod:`stprune.models.video_swin_weights`):
+their checkpoints load into it (see :mod:`stprune.architectures.video_swin.weights`):
 
 * 3D patch embedding: zero-pad the clip to patch multiples, ``Conv3d`` with kernel = stride =
   patch size, channels-last, LayerNorm.
@@ -442,7 +442,7 @@ def biased_window_sdpa(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, dropo
 
 
 # --------------------------------------------------------------------------------------------
-# windows over a token subset (used by token pruning, see stprune.models.video_swin_prune)
+# windows over a token subset (used by token pruning, see stprune.pruning.window_grid)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint layouts of Video Swin and loading them into :class:`~stprune.models.video_swin.VideoSwin`.
+"""Checkpoint layouts of Video Swin, loaded into :class:`~stprune.architectures.video_swin.VideoSwin`.
 
 Three key layouts are understood (the names below are for stage ``i``, block ``j``):
 
@@ -42,8 +42,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from stprune.architectures.video_swin.model import (
+    ARCH_CONFIGS,
+    VideoSwin,
+    VideoSwinConfig,
+    relative_position_index,
+)
 from stprune.errors import InputError, MissingFileError, SettingError, SettingTypeError
-from stprune.models.video_swin import ARCH_CONFIGS, VideoSwin, VideoSwinConfig, relative_position_index
 
 __all__ = [
     "LAYOUTS",

@@ -1,0 +1,63 @@
+"""Model families: one adapter per family, registered by decorating it with ``register_adapter``.
+
+``get_adapter(model)`` finds the adapter of a model; ``supported_models()`` lists the classes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+# importing a family's file registers its adapter (the order is the order they are tried in)
+from stprune.adapters import hf_videomae, hf_vivit, video_swin  # noqa: F401
+from stprune.adapters.base import ADAPTERS, Adapter, EncoderLayout, InputGrid, SequenceAdapter, class_names
+from stprune.adapters.hf_videomae import HFVideoMAEAdapter
+from stprune.adapters.hf_vivit import HFVivitAdapter
+from stprune.adapters.video_swin import VideoSwinAdapter
+from stprune.errors import SettingTypeError, UnsupportedModelError
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "EncoderLayout",
+    "HFVideoMAEAdapter",
+    "HFVivitAdapter",
+    "InputGrid",
+    "SequenceAdapter",
+    "VideoSwinAdapter",
+    "get_adapter",
+    "supported_models",
+]
+
+_WHY_NOT = {
+    "TimesformerForVideoClassification": "divided space-time attention needs every frame to keep the same "
+    "spatial positions, so tokens cannot be pruned per frame",
+    "TimesformerModel": "divided space-time attention needs every frame to keep the same spatial positions, "
+    "so tokens cannot be pruned per frame",
+    "VideoMAEForPreTraining": "pre-training masks tokens itself; patch VideoMAEForVideoClassification or "
+    "VideoMAEModel",
+}
+
+
+def supported_models() -> list[str]:
+    """Class names stprune can patch."""
+    return [name for a in ADAPTERS for name in a.model_classes]
+
+
+def get_adapter(model: nn.Module) -> Adapter:
+    """The adapter for ``model``.
+
+    Raises:
+        UnsupportedModelError (a NotImplementedError) naming the class and listing the supported ones.
+    """
+    if not isinstance(model, nn.Module):
+        raise SettingTypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    for adapter in ADAPTERS:
+        if adapter.supports(model):
+            return adapter(model)
+    name = type(model).__name__
+    reason = next((why for n, why in _WHY_NOT.items() if n in class_names(model)), None)
+    raise UnsupportedModelError(
+        f"{name} is not supported"
+        + (f" ({reason})" if reason else "")
+        + f"; supported: {', '.join(supported_models())}"
+    )

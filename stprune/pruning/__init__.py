@@ -1,0 +1,38 @@
+"""Pruning: one resolver plans every family; one pruner per kind of model.
+
+* :mod:`~stprune.pruning.resolve`: schedule, ``r`` / ``flops_target``, the uniform-r search.
+* :mod:`~stprune.pruning.trace`: what the last forward did (every family's trace type).
+* :mod:`~stprune.pruning.sequence`: token-sequence encoders (ViT family), via hooks.
+* :mod:`~stprune.pruning.window_grid`: window-attention models (Video Swin), pruned in the grid.
+
+Dependencies run one way: core -> methods -> adapters -> pruning -> api.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stprune.adapters.base import Adapter, SequenceAdapter
+from stprune.adapters.video_swin import VideoSwinAdapter
+from stprune.errors import UnsupportedModelError
+from stprune.methods.base import Method
+from stprune.pruning.sequence import build_sequence_pruner
+from stprune.pruning.trace import Pruner
+from stprune.pruning.window_grid import build_window_grid_pruner
+
+__all__ = ["build_pruner"]
+
+
+def build_pruner(
+    adapter: Adapter, method: Method, schedule: Any, r: Any, flops_target: float | None, **options: Any
+) -> Pruner:
+    """Validate a setting for ``adapter``'s model and return its uninstalled pruner.
+
+    ``options`` are the family's own (e.g. ``shifted_windows`` for Video Swin); unknown ones
+    raise ``SettingTypeError``.
+    """
+    if isinstance(adapter, SequenceAdapter):
+        return build_sequence_pruner(adapter, method, schedule, r, flops_target, **options)
+    if isinstance(adapter, VideoSwinAdapter):
+        return build_window_grid_pruner(adapter, method, schedule, r, flops_target, **options)
+    raise UnsupportedModelError(f"no pruner for {type(adapter).__name__}'s kind of model")

@@ -1,0 +1,141 @@
+"""The trace types: what a patched model's last forward did, for every family.
+
+:class:`Trace` is what ``stprune.last_trace`` returns: a :class:`SequenceTrace` for the ViT
+family (tokens removed between blocks), a :class:`GridTrace` for window-attention models (pruned
+tokens stay in the grid, skipped). Each pruning point that ran is a :class:`StageTrace`
+(:class:`GridStageTrace` adds the grid and the active mask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from stprune.core.schedule import Stage, TokenPlan
+from stprune.methods.base import Method
+
+if TYPE_CHECKING:
+    from stprune.adapters.video_swin import BlockCost
+
+__all__ = ["GridStageTrace", "GridTrace", "Pruner", "SequenceTrace", "StageTrace", "Trace"]
+
+
+@dataclass
+class StageTrace:
+    """What one pruning point did in the last forward.
+
+    Attributes:
+        index: position of the stage in the schedule.
+        stage: the stage.
+        tokens_in: prunable tokens entering (protected excluded).
+        tokens_out: prunable tokens leaving.
+        kept: (B, tokens_out) indices into the stage's input tokens (protected excluded), in
+            output order (``None`` for merging methods).
+        positions: (B, tokens_out) index of each kept token in the original T0 x N grid
+            (slot * N + spatial index); ``None`` once a merging method ran. Protected tokens are
+            not in it (a protected grid token, e.g. VideoMAE's token 0 without mean pooling,
+            keeps its own position, first).
+    """
+
+    index: int
+    stage: Stage
+    tokens_in: int
+    tokens_out: int
+    kept: torch.Tensor | None
+    positions: torch.Tensor | None
+
+
+class Trace:
+    """Token bookkeeping of the last forward of a patched model (every family's trace is one).
+
+    ``stages`` are the pruning points that ran, in order; ``tokens_per_block`` the tokens each
+    block processed (per clip).
+    """
+
+    stages: list[StageTrace]
+
+    @property
+    def tokens_per_block(self) -> list[int]:
+        raise NotImplementedError
+
+
+@dataclass
+class SequenceTrace(Trace):
+    """The trace of a token-sequence encoder (ViT family)."""
+
+    depth: int
+    protected: int
+    input_tokens: int
+    stages: list[StageTrace] = field(default_factory=list)
+
+    @property
+    def tokens_per_block(self) -> list[int]:
+        """Tokens (protected included) each block processed in the last forward."""
+        out, length, it = [], self.input_tokens, iter(self.stages)
+        nxt = next(it, None)
+        for block in range(self.depth):
+            out.append(length + self.protected)
+            if nxt is not None and nxt.stage.after_block == block:
+                length = nxt.tokens_out
+                nxt = next(it, None)
+        return out
+
+
+@dataclass(kw_only=True)
+class GridStageTrace(StageTrace):
+    """A pruning point of a grid model in the last forward.
+
+    Besides :class:`~stprune.pruning.sequence.StageTrace` (``tokens_in`` / ``tokens_out`` are active
+    tokens per clip; ``kept`` (B, tokens_out) indexes the point's packed input tokens;
+    ``positions`` (B, tokens_out) are flat ``(t * H + h) * W + w`` positions in the Swin stage's
+    grid):
+
+    Attributes:
+        swin_stage: the Swin stage (0-based).
+        grid: its token grid (T, H, W).
+        mask: (B, T, H, W) bool, the tokens still active after the point.
+    """
+
+    swin_stage: int
+    grid: tuple[int, int, int]
+    mask: torch.Tensor
+
+
+@dataclass
+class GridTrace(Trace):
+    """Token bookkeeping of the last forward of a patched grid model.
+
+    Attributes:
+        blocks: per block, what it computed for one clip (active tokens, window slots).
+        stages: the pruning points with r > 0, in order.
+    """
+
+    blocks: list[BlockCost] = field(default_factory=list)
+    stages: list[GridStageTrace] = field(default_factory=list)  # type: ignore[assignment]
+
+    @property
+    def tokens_per_block(self) -> list[int]:
+        """Active tokens (query, MLP) of each block, per clip."""
+        return [b.active for b in self.blocks]
+
+    @property
+    def computed_per_block(self) -> list[int]:
+        """Attention slots (windows x slots, padding included) of each block, per clip."""
+        return [b.windows * b.slots for b in self.blocks]
+
+
+class Pruner(Protocol):
+    """What ``stprune.patch`` installs; every adapter family provides one."""
+
+    method: Method
+    stages: list[Stage]
+    plan: TokenPlan
+    macs: int
+    macs_unpruned: int
+    trace: Trace | None
+
+    def install(self) -> None: ...
+
+    def remove(self) -> None: ...
