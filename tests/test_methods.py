@@ -73,7 +73,7 @@ def test_tome_patch_bias_and_restore(build):
     assert trace.tokens_per_block == [protected + 128 - 10 * i for i in range(6)]
     assert all(s.kept is None and s.positions is None for s in trace.stages)
     pruner = model._stprune
-    sizes = pruner._ctx["size"]
+    sizes = pruner._ctx.size
     assert torch.allclose(sizes.sum(1), torch.full((2, 1), 128.0))  # every input token accounted for
     bias = pruner.attention_bias(5)  # what the last block's attention adds
     assert bias.shape == (2, 1, 1, protected + 78)
@@ -95,7 +95,7 @@ def test_tome_mean_pooling_is_size_weighted():
     stprune.patch(model, method="tome", r=10)
     with torch.no_grad():
         got = model(pixel_values=x).logits
-        size = model._stprune._ctx["size"]
+        size = model._stprune._ctx.size
         pooled = (raw["h"] * size).sum(1) / size.sum(1)
         want = model.classifier(model.fc_norm(pooled))
     assert torch.allclose(got, want, atol=1e-10)

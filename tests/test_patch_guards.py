@@ -71,7 +71,7 @@ def test_first_token_head_with_tome_keeps_token_zero_out_of_merging():
         model(pixel_values=clip(dtype=torch.float64))
     pruner = model._stprune
     assert stprune.last_trace(model).tokens_per_block == [128 - 10 * i for i in range(6)]
-    assert torch.allclose(pruner._ctx["size"].sum(1), torch.full((2, 1), 127.0, dtype=torch.float64))
+    assert torch.allclose(pruner._ctx.size.sum(1), torch.full((2, 1), 127.0, dtype=torch.float64))
 
 
 def test_first_token_head_refuses_slot_groups_and_counts_flops():

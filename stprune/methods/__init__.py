@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from stprune.errors import SettingError, SettingTypeError
-from stprune.methods.base import IndexPruningMethod, Method
+from stprune.methods.base import ForwardContext, IndexPruningMethod, Method
 from stprune.methods.random import RandomPruning
 from stprune.methods.sta import STA
 from stprune.methods.tome import ToMe
 
-__all__ = ["Method", "IndexPruningMethod", "STA", "ToMe", "RandomPruning", "METHODS", "get_method"]
+__all__ = [
+    "ForwardContext",
+    "Method",
+    "IndexPruningMethod",
+    "STA",
+    "ToMe",
+    "RandomPruning",
+    "METHODS",
+    "get_method",
+]
 
 #: name -> class of every available method
 METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning)}

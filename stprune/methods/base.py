@@ -8,25 +8,45 @@ point and keeps the bookkeeping (traces, token positions).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
 from stprune.core.schedule import Stage
 from stprune.core.tokens import gather_tokens
 
-__all__ = ["Method", "IndexPruningMethod"]
+__all__ = ["ForwardContext", "Method", "IndexPruningMethod"]
+
+
+@dataclass
+class ForwardContext:
+    """What the pruning points of one forward share: the typed contract between methods and pruners.
+
+    Attributes:
+        sample_key: (B,) int64 key of every clip, from its content (set by the pruner for methods
+            with ``uses_sample_key``: a clip's random draw then does not depend on its batch).
+        size: (B, L, 1) how many input tokens each current token stands for (kept by merging
+            methods, ``tracks_size``; the pruner turns it into proportional attention).
+    """
+
+    sample_key: torch.Tensor | None = None
+    size: torch.Tensor | None = None
+
+    def copy(self) -> ForwardContext:
+        """A shallow copy (tensors shared): the state before a stage, for a checkpointed replay."""
+        return replace(self)
 
 
 class Method(ABC):
     """A training-free token-reduction method applied at the stages of a schedule."""
 
     name: ClassVar[str]
-    #: keeps ``ctx["size"]`` (B, L, 1): how many input tokens each token stands for (merging)
+    #: keeps ``ctx.size`` (B, L, 1): how many input tokens each token stands for (merging)
     tracks_size: ClassVar[bool] = False
     #: the schedule used when ``patch(..., schedule=None)``
     default_schedule: ClassVar[str] = "paper"
-    #: wants ``ctx["sample_key"]`` (B,) int64: a key per clip computed from the clip's own values
+    #: wants ``ctx.sample_key`` (B,) int64: a key per clip computed from the clip's own values
     #: (``stprune.core.hashrand.content_keys``), so per-clip draws do not depend on the batch
     uses_sample_key: ClassVar[bool] = False
 
@@ -38,7 +58,7 @@ class Method(ABC):
         """Matrix-product MACs the method itself spends at one stage, per sample."""
         return 0
 
-    def start_forward(self, ctx: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def start_forward(self, ctx: ForwardContext) -> None:  # noqa: B027 - optional hook
         """Called once per model forward before the first stage; ``ctx`` is per-forward scratch.
 
         The engine may have put ``"sample_key"`` in it (see :attr:`uses_sample_key`). Under
@@ -48,7 +68,7 @@ class Method(ABC):
 
     @abstractmethod
     def reduce(
-        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reduce the prunable tokens of one stage.
 
@@ -69,12 +89,12 @@ class IndexPruningMethod(Method):
 
     @abstractmethod
     def keep_indices(
-        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> torch.Tensor:
         """(B, L') int64 indices into L of the kept tokens, in output order."""
 
     def reduce(
-        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.keep_indices(x, keys, stage, ctx)
         return gather_tokens(x, idx), idx

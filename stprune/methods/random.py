@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from stprune.core.hashrand import hash_uniform, mix_keys
 from stprune.core.schedule import Stage
-from stprune.methods.base import IndexPruningMethod
+from stprune.methods.base import ForwardContext, IndexPruningMethod
 
 __all__ = ["RandomPruning"]
 
@@ -18,7 +18,7 @@ class RandomPruning(IndexPruningMethod):
 
     Args:
         seed: the draw is a fixed function of (seed, stage, the sample's content key, token
-            position). The content key (``ctx["sample_key"]``, set by the engine from a hash of
+            position). The content key (``ctx.sample_key``, set by the engine from a hash of
             the clip the model receives, see :func:`stprune.core.hashrand.content_keys`) makes a
             clip's selection the same alone and at any position of any batch, so results do not
             depend on the batch size. There is no RNG state, and ``torch.compile`` traces it
@@ -32,7 +32,7 @@ class RandomPruning(IndexPruningMethod):
         self.seed = int(seed)
 
     def keep_indices(
-        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> torch.Tensor:
         m, length, _ = x.shape
         g = stage.groups
@@ -43,19 +43,19 @@ class RandomPruning(IndexPruningMethod):
         return (keep + offsets).reshape(m, -1)
 
     @staticmethod
-    def row_keys(rows: int, ctx: dict[str, Any]) -> torch.Tensor:
+    def row_keys(rows: int, ctx: ForwardContext) -> torch.Tensor:
         """(rows,) keys of the rows ``keep_indices`` sees.
 
         The rows are the batch's samples, or (Video Swin) every sample's windows, sample-major:
         row ``i`` belongs to sample ``i // (rows // B)`` and is its window ``i % (rows // B)``.
 
         Raises:
-            RuntimeError if the engine did not provide ``ctx["sample_key"]`` (B,).
+            RuntimeError if the engine did not provide ``ctx.sample_key`` (B,).
         """
-        sample = ctx.get("sample_key")
+        sample = ctx.sample_key
         if sample is None:
             raise RuntimeError(
-                "random pruning keys its draw on the clip (ctx['sample_key'], set when the patched model "
+                "random pruning keys its draw on the clip (ctx.sample_key, set when the patched model "
                 "is called): call the model itself, not model.forward() or one of its submodules"
             )
         per_sample = rows // sample.shape[0]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from stprune.core.schedule import Stage
 from stprune.core.sta import sta_keep_indices, sta_scoring_macs
-from stprune.methods.base import IndexPruningMethod
+from stprune.methods.base import ForwardContext, IndexPruningMethod
 
 __all__ = ["STA"]
 
@@ -22,7 +22,7 @@ class STA(IndexPruningMethod):
     name: ClassVar[str] = "sta"
 
     def keep_indices(
-        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> torch.Tensor:
         return sta_keep_indices(x, keys, stage.groups, stage.r, stage.reverse)
 

@@ -10,19 +10,19 @@ Its own default schedule merges r tokens after every block but the last, over al
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from stprune.core.merge import bipartite_plan, bipartite_scoring_macs, merge_weighted
 from stprune.core.schedule import Stage
-from stprune.methods.base import Method
+from stprune.methods.base import ForwardContext, Method
 
 __all__ = ["ToMe"]
 
 
 class ToMe(Method):
-    """Merge the r most redundant tokens of each group per stage (``ctx["size"]`` tracks sizes)."""
+    """Merge the r most redundant tokens of each group per stage (``ctx.size`` tracks sizes)."""
 
     name: ClassVar[str] = "tome"
     tracks_size: ClassVar[bool] = True
@@ -32,12 +32,12 @@ class ToMe(Method):
         return bipartite_scoring_macs(n, groups, r, key_dim)
 
     def reduce(
-        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: dict[str, Any]
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> tuple[torch.Tensor, None]:
         b, length, c = x.shape
         g = stage.groups
         n = length // g
-        size = ctx.get("size")
+        size = ctx.size
         if size is None:
             size = torch.ones(b, length, 1, dtype=x.dtype, device=x.device)
         keep_a, src, dst = bipartite_plan(keys.reshape(b * g, n, -1), stage.r)
@@ -46,5 +46,5 @@ class ToMe(Method):
         )
         # sizes are counts (piecewise constant in the weights): detached, so a stage replayed by
         # gradient checkpointing does not reach into the forward's graph; gradients are unchanged
-        ctx["size"] = new_size.detach().reshape(b, -1, 1)
+        ctx.size = new_size.detach().reshape(b, -1, 1)
         return merged.reshape(b, -1, c), None

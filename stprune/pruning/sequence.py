@@ -4,7 +4,7 @@ It installs forward hooks and nothing else, so the model's own modules (and thei
 attention) run unchanged and ``unpatch`` restores the exact original behaviour:
 
 * a pre-hook on the model checks the input and, for methods that need it, keys every clip by
-  its content (``ctx["sample_key"]``, see :func:`stprune.core.hashrand.content_keys`);
+  its content (``ctx.sample_key``, see :func:`stprune.core.hashrand.content_keys`);
 * a pre-hook on block 0 checks the token count and starts a fresh :class:`Trace`;
 * a hook on the key projection of every pruning block keeps the keys it computed, averaged
   over heads (no recomputation, no attention matrix);
@@ -36,7 +36,7 @@ from stprune.core.schedule import (
     plural,
 )
 from stprune.errors import InputError, SettingError, SettingTypeError
-from stprune.methods.base import Method
+from stprune.methods.base import ForwardContext, Method
 from stprune.pruning.resolve import resolve_stages
 from stprune.pruning.trace import SequenceTrace, StageTrace
 
@@ -100,12 +100,12 @@ class SequencePruner:
         self.macs_unpruned = adapter.macs([self.layout.input_tokens] * self.layout.depth)
         self.trace: SequenceTrace | None = None
         self._keys: dict[int, torch.Tensor] = {}
-        self._ctx: dict[str, Any] = {}
+        self._ctx = ForwardContext()
         self._sample_key: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
         self._merged = False
         # per forward: the method's state before each stage ran, and each stage's attention bias
-        self._ctx_before: dict[int, dict[str, Any]] = {}
+        self._ctx_before: dict[int, ForwardContext] = {}
         self._stage_bias: dict[int, torch.Tensor] = {}
         # block -> the last stage (with r > 0) before it, whose bias its attention adds
         self._bias_stage: list[int | None] = []
@@ -115,11 +115,6 @@ class SequencePruner:
             last = next((i for i, s in enumerate(self.stages) if s.after_block == block and s.r), last)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._undo: list[Callable[[], None]] = []
-
-    @property
-    def macs_ratio(self) -> float:
-        """Estimated FLOPs(pruned) / FLOPs(unpruned)."""
-        return self.macs / self.macs_unpruned
 
     def traced_macs(self) -> int:
         """MACs of one clip of the last forward: the plan is exact for this family (same as ``macs``)."""
@@ -195,9 +190,9 @@ class SequencePruner:
             return  # block 0 recomputed by gradient checkpointing: this forward's state stays
         self.trace = SequenceTrace(lay.depth, lay.protected, expected - lay.protected)
         self._keys.clear()
-        self._ctx = {}
+        self._ctx = ForwardContext()
         if self._sample_key is not None:
-            self._ctx["sample_key"] = self._sample_key
+            self._ctx.sample_key = self._sample_key
             self._sample_key = None  # one forward's: a later direct call of the blocks gets none
         self._positions = None
         self._merged = False
@@ -236,9 +231,9 @@ class SequencePruner:
         if replay:
             # recomputed by gradient checkpointing: the same selection from the state this forward
             # had before the stage; the trace, the method's state and the bias stay as they are
-            ctx = dict(self._ctx_before[index])
+            ctx = self._ctx_before[index].copy()
         else:
-            self._ctx_before[index] = dict(self._ctx)
+            self._ctx_before[index] = self._ctx.copy()
             ctx = self._ctx
         with torch.profiler.record_function(PROFILE_LABEL):
             reduced, kept = self.method.reduce(x, k, stage, ctx)
@@ -246,7 +241,7 @@ class SequencePruner:
         if not replay:
             self._record(index, stage, n_in, reduced.shape[1], kept)
             if self.method.tracks_size:
-                log_size = ctx["size"].squeeze(-1).log()  # (B, L')
+                log_size = ctx.size.squeeze(-1).log()  # (B, L')
                 if p:
                     log_size = torch.cat([log_size.new_zeros(log_size.shape[0], p), log_size], dim=1)
                 self._stage_bias[index] = log_size[:, None, None, :]
@@ -256,7 +251,7 @@ class SequencePruner:
 
     def _size_weighted_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
         """Scale the last block's tokens so that the head's plain mean is the size-weighted mean."""
-        size = self._ctx.get("size")
+        size = self._ctx.size
         if size is None:
             return None
         hidden = output[0] if isinstance(output, tuple) else output

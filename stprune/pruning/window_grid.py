@@ -64,7 +64,7 @@ from stprune.core.schedule import (
 )
 from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
 from stprune.errors import SettingError, SettingTypeError, UnsupportedModelError
-from stprune.methods.base import IndexPruningMethod, Method
+from stprune.methods.base import ForwardContext, IndexPruningMethod, Method
 from stprune.pruning.resolve import resolve_stages
 from stprune.pruning.trace import GridStageTrace, GridTrace
 
@@ -441,14 +441,9 @@ class VideoSwinPruner:
         self.macs_unpruned = adapter.macs_unpruned()
         self.trace: GridTrace | None = None
         self._current: SwinPlan | None = None
-        self._ctx: dict[str, Any] = {}
+        self._ctx = ForwardContext()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._replaced: list[nn.Module] = []
-
-    @property
-    def macs_ratio(self) -> float:
-        """Planned FLOPs(pruned) / FLOPs(unpruned) (see :func:`plan_video_swin` for shifted windows)."""
-        return self.macs / self.macs_unpruned
 
     def plan_for(self, grid0: Sequence[int]) -> SwinPlan:
         """The schedule resolved for a clip whose embedded grid is ``grid0`` (cached); raises ValueError."""
@@ -486,16 +481,16 @@ class VideoSwinPruner:
             del stage.forward
         self._handles.clear()
         self._replaced.clear()
-        self._ctx = {}
+        self._ctx = ForwardContext()
 
     # forward -----------------------------------------------------------------------------------
 
     def _start(self, module: nn.Module, args: tuple, output: Tensor) -> None:
         self._current = self.plan_for(output.shape[1:4])  # raises before any block runs
         self.trace = GridTrace()
-        self._ctx = {}
+        self._ctx = ForwardContext()
         if getattr(self.method, "uses_sample_key", False):
-            self._ctx["sample_key"] = content_keys(args[0])  # per clip, whatever its batch
+            self._ctx.sample_key = content_keys(args[0])  # per clip, whatever its batch
         self.method.start_forward(self._ctx)
 
     def _dense_stage(self, s: int, module: nn.Module, args: tuple) -> None:
