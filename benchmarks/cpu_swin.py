@@ -10,7 +10,8 @@ at inference (so the speed-ups are against an unpruned model without that overhe
 
 GFLOPs are counted on the real model with FlopCounterMode (math SDPA, 1 MAC = 1 FLOP) for one
 clip: with the padded layout they depend on the data (the padded size of shifted windows), so
-the table also gives the planned ratio that flops_target uses (shifted windows at full size).
+the table also gives the planned ratio that flops_target uses (padded windows at the size the
+plan expects, see PAD_MARGIN in stprune/pruning/window_grid.py).
 
     python benchmarks/cpu_swin.py                   # the docs table (about 10 min on 2 cores)
     python benchmarks/cpu_swin.py --threads 1       # less sensitive to other jobs on the machine

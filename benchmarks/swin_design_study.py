@@ -34,21 +34,18 @@ import torch.nn.functional as F
 
 import stprune
 import stprune.pruning.window_grid as vsp
-from stprune.architectures.video_swin.model import (
-    VideoSwinBlock,
-    _take_tokens,
-    biased_window_sdpa,
-    window_bias_index,
-)
+from stprune.architectures.video_swin.model import VideoSwinBlock, biased_window_sdpa
 from stprune.core.windows import locate_in_windows
 from stprune.models import video_swin_t
+from stprune.pruning.window_attention import take_tokens as _take_tokens
+from stprune.pruning.window_attention import window_bias_index
 
 
 def capture(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:
     """(block, grid, positions, per_window, tokens) of every shifted block after a pruning point."""
     seen_windows: dict[int, tuple] = {}
     out = []
-    build, run = vsp.token_windows, VideoSwinBlock.forward_tokens
+    build, run = vsp.token_windows, vsp.block_forward_tokens
 
     def spy_windows(block, grid, positions, per_window, compact=True):  # noqa: ANN001, ANN202
         seen_windows[id(block)] = (grid, positions, per_window)
@@ -64,12 +61,12 @@ def capture(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:
             out.append((block, grid, positions, per_window, tokens))
         return run(block, tokens, windows, return_keys)
 
-    vsp.token_windows, VideoSwinBlock.forward_tokens = spy_windows, spy_run
+    vsp.token_windows, vsp.block_forward_tokens = spy_windows, spy_run
     try:
         with torch.inference_mode():
             model(x)
     finally:
-        vsp.token_windows, VideoSwinBlock.forward_tokens = build, run
+        vsp.token_windows, vsp.block_forward_tokens = build, run
     # token_windows is cached per segment: blocks after the first of a segment reuse its tables
     return out
 

@@ -19,13 +19,13 @@ import pytest
 import torch
 
 import stprune
-from stprune.architectures.video_swin.model import VideoSwinBlock
 from stprune.architectures.video_swin.weights import export_state_dict
 from stprune.bench.flops import count_macs
 from stprune.core.sta import sta_keep_indices
 from stprune.core.windows import grid_positions_by_window, locate_in_windows, pack_windows
 from stprune.models import VideoSwin, VideoSwinConfig, get_adapter, load_video_swin, video_swin_t
-from stprune.pruning import build_pruner
+from stprune.pruning import build_pruner, window_grid
+from stprune.pruning.window_attention import block_forward_tokens
 from stprune.pruning.window_grid import (
     VideoSwinAdapter,
     default_swin_schedule,
@@ -231,7 +231,7 @@ def test_token_path_with_every_token_equals_dense_block(block_id):
     tw = token_windows(block, grid, positions, math.prod(window))
     flat = x.reshape(2, -1, c)
     with torch.no_grad():
-        out = block.forward_tokens(flat.index_select(1, positions[0]), tw)
+        out = block_forward_tokens(block, flat.index_select(1, positions[0]), tw)
         dense = block(x)
     got = flat.index_copy(1, positions[0], out).view_as(x)
     torch.testing.assert_close(got, dense, rtol=0, atol=1e-12)
@@ -257,7 +257,7 @@ def test_token_path_on_a_subset_equals_masked_reference(block_id, compact):
     flat = x.reshape(3, -1, c)
     with torch.no_grad():
         packed = flat.gather(1, positions[..., None].expand(-1, -1, c))
-        out, keys = block.forward_tokens(packed, tw, return_keys=True)
+        out, keys = block_forward_tokens(block, packed, tw, return_keys=True)
         active = torch.zeros(3, flat.shape[1], dtype=torch.bool).scatter(1, positions, True).view(x.shape[:4])
         shift = (0, 0, 0) if local % 2 == 0 else TINY.shift_size
         ref, ref_keys = ref_masked_block(block, x, active, TINY.window_size, shift)
@@ -317,13 +317,13 @@ def test_batch_equals_samples_alone():
 
 def test_trace_tokens_match_plan_and_what_blocks_see(monkeypatch):
     seen = []
-    token_path = VideoSwinBlock.forward_tokens
+    token_path = window_grid.block_forward_tokens
 
-    def spy(self, x, windows, return_keys=False):
+    def spy(block, x, windows, return_keys=False):
         seen.append((x.shape[1], windows.num_windows * windows.size))
-        return token_path(self, x, windows, return_keys)
+        return token_path(block, x, windows, return_keys)
 
-    monkeypatch.setattr(VideoSwinBlock, "forward_tokens", spy)
+    monkeypatch.setattr(window_grid, "block_forward_tokens", spy)
     model = tiny()
     for block in model.blocks:  # dense blocks run through Module.__call__
         block.register_forward_pre_hook(lambda m, a: seen.append((math.prod(a[0].shape[1:4]),) * 2))

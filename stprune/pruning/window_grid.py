@@ -11,7 +11,7 @@ pruned tokens cannot simply be removed as in a ViT. The design (``docs/video_swi
 * Pruned tokens stay in the grid with the features they had at the point, but the rest of the
   stage skips them: no query, no key/value, no MLP. The active tokens are kept packed, (B, A, C)
   in unshifted window order, and every later block of the stage runs
-  :meth:`~stprune.architectures.video_swin.model.VideoSwinBlock.forward_tokens` on them only. At
+  the block on them only (:func:`~stprune.pruning.window_attention.block_forward_tokens`). At
   the end of the stage they are scattered back into the grid; patch merging sees the whole grid and every
   token of the next stage is active again (it prunes at its own points).
 * Every unshifted window keeps the same number of active tokens (``groups * (n - r)``), so
@@ -44,13 +44,10 @@ from stprune.adapters.video_swin import (
     video_swin_macs,
 )
 from stprune.architectures.video_swin.model import (
-    TokenWindows,
     VideoSwin,
     VideoSwinBlock,
     VideoSwinConfig,
     effective_window,
-    shift_region_labels,
-    window_bias_index,
     window_layout,
 )
 from stprune.core.hashrand import content_keys
@@ -67,6 +64,12 @@ from stprune.errors import SettingError, SettingTypeError, UnsupportedModelError
 from stprune.methods.base import ForwardContext, IndexPruningMethod, Method
 from stprune.pruning.resolve import resolve_stages
 from stprune.pruning.trace import GridStageTrace, GridTrace
+from stprune.pruning.window_attention import (
+    TokenWindows,
+    block_forward_tokens,
+    shift_region_labels,
+    window_bias_index,
+)
 
 __all__ = [
     "SHIFTED_WINDOW_MODES",
@@ -548,9 +551,9 @@ class VideoSwinPruner:
             tw = cache[layout.is_shifted]
             point = at.get(j)
             if point is None:
-                tokens = block.forward_tokens(tokens, tw)
+                tokens = block_forward_tokens(block, tokens, tw)
             else:
-                tokens, keys = block.forward_tokens(tokens, tw, return_keys=True)
+                tokens, keys = block_forward_tokens(block, tokens, tw, return_keys=True)
             self._record_block(BlockCost(tokens.shape[1], tokens.shape[1], tw.num_windows, tw.size))
             if point is None:
                 continue

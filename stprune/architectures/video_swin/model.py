@@ -47,7 +47,6 @@ __all__ = [
     "ARCH_CONFIGS",
     "PatchEmbed3d",
     "PatchMerging",
-    "TokenWindows",
     "VideoSwin",
     "VideoSwinBlock",
     "VideoSwinConfig",
@@ -55,15 +54,15 @@ __all__ = [
     "WindowAttention3d",
     "WindowLayout",
     "biased_window_sdpa",
+    "drop_path",
+    "shift_regions",
     "effective_window",
     "relative_position_index",
     "shift_attention_mask",
-    "shift_region_labels",
     "video_swin_b",
     "video_swin_s",
     "video_swin_t",
     "window_attention",
-    "window_bias_index",
     "window_layout",
     "window_partition",
     "window_reverse",
@@ -334,7 +333,7 @@ def _relative_position_index(window: Triple) -> Tensor:
     return offset[..., 0] * (span_h * span_w) + offset[..., 1] * span_w + offset[..., 2]
 
 
-def _shift_regions(size: int, window: int, shift: int, device: torch.device) -> Tensor:
+def shift_regions(size: int, window: int, shift: int, device: torch.device) -> Tensor:
     """Region label (0, 1, 2) of every position along one axis of the rolled, padded grid.
 
     After rolling by ``-shift`` the last window along the axis holds positions that were
@@ -361,9 +360,9 @@ def shift_attention_mask(
     :func:`window_partition` order.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
-    rt = _shift_regions(padded[0], window[0], shift[0], device)
-    rh = _shift_regions(padded[1], window[1], shift[1], device)
-    rw = _shift_regions(padded[2], window[2], shift[2], device)
+    rt = shift_regions(padded[0], window[0], shift[0], device)
+    rh = shift_regions(padded[1], window[1], shift[1], device)
+    rw = shift_regions(padded[2], window[2], shift[2], device)
     labels = (rt[:, None, None] * 9 + rh[None, :, None] * 3 + rw[None, None, :]).to(dtype)
     labels = window_partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
     differs = labels[:, :, None] != labels[:, None, :]
@@ -439,81 +438,6 @@ def biased_window_sdpa(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, dropo
         q.reshape(fold), k.reshape(fold), v.reshape(fold), attn_mask=bias, dropout_p=dropout_p
     )
     return out.view(m, heads, n, head_dim)
-
-
-# --------------------------------------------------------------------------------------------
-# windows over a token subset (used by token pruning, see stprune.pruning.window_grid)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenWindows:
-    """How a packed subset of a stage's tokens, (B, A, C), is grouped into attention windows.
-
-    Each of the ``num_windows`` windows of a clip has ``size`` slots (K). Slots may be empty
-    (padding): they are never attended to and their results are dropped.
-
-    Attributes:
-        num_windows: nW, windows per clip.
-        size: K, slots per window.
-        gather: ``None`` when the packed order already is window-major with every slot filled
-            (A = nW * K); else (1 | B, nW * K) index into A of the token in every slot
-            (any valid index for an empty slot).
-        scatter: (1 | B, A) index into the nW * K slots of every token; ``None`` iff ``gather`` is.
-        bias_index: (1 | B, 1 | nW, K, K) int32/int64 row of :meth:`WindowAttention3d.extended_bias_table`
-            added to the logit of every (query slot, key slot) pair; not (B, 1, ...).
-    """
-
-    num_windows: int
-    size: int
-    gather: Tensor | None
-    scatter: Tensor | None
-    bias_index: Tensor
-
-
-def shift_region_labels(
-    rolled: Tensor, grid: Sequence[int], window: Sequence[int], shift: Sequence[int]
-) -> Tensor:
-    """Shift-mask region label (0..26) of tokens at rolled coordinates ``rolled`` (..., 3).
-
-    Two tokens of one shifted window get the ``SHIFT_MASK_VALUE`` penalty iff their labels differ
-    (the labels of :func:`shift_attention_mask`; grid without padding).
-    """
-    labels = [
-        _shift_regions(int(grid[a]), int(window[a]), int(shift[a]), rolled.device)[rolled[..., a]]
-        for a in range(3)
-    ]
-    return labels[0] * 9 + labels[1] * 3 + labels[2]
-
-
-def window_bias_index(
-    slot: Tensor,
-    relative_index: Tensor,
-    table_rows: int,
-    region: Tensor | None = None,
-    valid: Tensor | None = None,
-) -> Tensor:
-    """Rows of the extended bias table (:meth:`WindowAttention3d.extended_bias_table`) for slot pairs.
-
-    Args:
-        slot: (..., K) position (0..N-1, raster order) inside the window of the token in every slot.
-        relative_index: (N_full, N_full) the block's ``relative_position_index``; indexing it with
-            positions of a shrunk window reproduces the references' top-left-corner rule.
-        table_rows: R, rows of the block's relative position bias table.
-        region: (..., K) shift-region labels (:func:`shift_region_labels`) or None (no shift).
-        valid: (..., K) False for empty slots, or None (all filled).
-
-    Returns:
-        (..., K, K) int32 (half the memory traffic of int64; these tables are the largest
-        tensors of a pruned block): ``R``-offset rows for pairs of different regions and row
-        ``2R`` (a huge negative bias) for empty key slots.
-    """
-    index = relative_index.to(torch.int32)[slot.unsqueeze(-1), slot.unsqueeze(-2)]
-    if region is not None:
-        index.add_(region.unsqueeze(-1) != region.unsqueeze(-2), alpha=table_rows)
-    if valid is not None:
-        index.masked_fill_(~valid.unsqueeze(-2), 2 * table_rows)
-    return index
 
 
 def drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
@@ -767,48 +691,6 @@ class VideoSwinBlock(nn.Module):
         """(B, T, H, W, C) -> (B, T, H, W, C)."""
         x = self.attention_residual(x, self.layout(x.shape[1:4]))
         return self.mlp_residual(x)
-
-    def forward_tokens(
-        self, x: Tensor, windows: TokenWindows, return_keys: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """The block on a packed subset of a stage's tokens; the other tokens do not take part.
-
-        qkv, the output projection and the MLP run on the A given tokens only; attention runs per
-        window over the tokens ``windows`` puts in it (empty slots are never attended to).
-        With every token of the grid given in window order this computes :meth:`forward`.
-
-        Args:
-            x: (B, A, C) tokens.
-            windows: their attention windows for this block's partition (plain or shifted).
-            return_keys: also return every token's keys averaged over heads.
-
-        Returns:
-            (B, A, C), and with ``return_keys`` the keys (B, A, head_dim).
-        """
-        b, a, c = x.shape
-        heads = self.attn.num_heads
-        head_dim = c // heads
-        qkv = self.attn.qkv(self.norm1(x))  # (B, A, 3C)
-        keys = qkv[..., c : 2 * c].view(b, a, heads, head_dim).mean(2) if return_keys else None
-        if windows.gather is not None:
-            qkv = _take_tokens(qkv, windows.gather)
-        m, k = b * windows.num_windows, windows.size
-        q, key, v = qkv.view(m, k, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.attn.token_bias(windows.bias_index, q.dtype)
-        dropout_p = self.attn.attention_dropout if self.training else 0.0
-        out = biased_window_sdpa(q, key, v, bias, dropout_p).transpose(1, 2).reshape(b, -1, c)
-        if windows.scatter is not None:
-            out = _take_tokens(out, windows.scatter)
-        out = self.attn.proj_drop(self.attn.proj(out))
-        x = self.mlp_residual(x + drop_path(out, self.drop_path_rate, self.training))
-        return (x, keys) if return_keys else x
-
-
-def _take_tokens(x: Tensor, index: Tensor) -> Tensor:
-    """x (B, L, D), index (1 | B, J) -> (B, J, D) with ``out[b, j] = x[b, index[b or 0, j]]``."""
-    if index.shape[0] == 1:
-        return x.index_select(1, index[0])
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class VideoSwinStage(nn.Module):
