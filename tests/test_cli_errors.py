@@ -126,7 +126,7 @@ def test_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     bad = tmp_path / "weights.safetensors"
     bad.write_bytes(b"\x00" * 64)
     code, _, err = run(["flops", "--model", str(bad), "--r", "2"], capsys)
-    assert_one_line_error(code, err, "flops", "weights.safetensors", "cannot read the checkpoint")
+    assert_one_line_error(code, err, "flops", "weights.safetensors", "is not a safetensors file")
 
 
 def test_a_folder_without_config_is_one_line(tmp_path, capsys):
@@ -170,3 +170,10 @@ def test_bench_threads_sets_torch_threads(model_dir, capsys, tmp_path):
         assert "1 threads" in capsys.readouterr().out
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_corrupt_pth_checkpoint_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"PK\x03\x04 not really a zip archive")
+    code, _, err = run(["flops", "--model", str(bad), "--r", "2"], capsys)
+    assert_one_line_error(code, err, "flops", "weights.pth", "cannot read checkpoint")

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from stprune.architectures.checkpoints import own_memory
 from stprune.architectures.presets import PRESETS, build_preset, preset_names
-from stprune.architectures.video_swin.weights import own_memory
 from stprune.errors import InputError, MissingFileError, SettingError, StpruneError, UnsupportedModelError
 
 # ImageNet statistics, as VideoMAE's own training / test code normalises (not the HF processor default 0.5)
@@ -205,14 +205,19 @@ def _load_demo() -> ResolvedModel:
 _SWIN_DEFAULT = {"image_size": 224, "num_frames": 32, "layout": "BCTHW"}
 
 
-def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None = None) -> ResolvedModel:
+def _load_swin(
+    path: Path,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> ResolvedModel:
     """A Video Swin checkpoint (torchvision or official layout), set up for its test clip size."""
     import dataclasses
 
     from stprune.models import load_video_swin
 
     try:
-        model = load_video_swin(path)
+        model = load_video_swin(path if state is None else state)
     except StpruneError:
         raise
     except (ValueError, KeyError, RuntimeError) as err:  # a checkpoint that does not fit
@@ -239,21 +244,10 @@ def _load_swin(path: Path, num_frames: int | None = None, image_size: int | None
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The checkpoint's state dict and saved args; an unreadable file raises InputError."""
-    from safetensors import SafetensorError
+    """The checkpoint's state dict and saved args, read once (the one reader for every family)."""
+    from stprune.architectures.checkpoints import read_checkpoint
 
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path)), {}
-        from stprune.architectures.videomae_zoo import load_zoo_checkpoint
-
-        return load_zoo_checkpoint(path)
-    except StpruneError:
-        raise
-    except (SafetensorError, ValueError, RuntimeError, EOFError, OSError) as err:
-        raise InputError(f"--model {str(path)!r}: cannot read the checkpoint: {err}") from err
+    return read_checkpoint(path)
 
 
 def resolve_model(
@@ -292,9 +286,14 @@ def resolve_model(
                 f"--model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
             )
         sd, saved_args = _load_checkpoint(path)
-        from stprune.architectures.videomae_zoo import is_zoo_state_dict, videomae_from_zoo_state_dict
+        from stprune.architectures.videomae_zoo import (
+            is_zoo_state_dict,
+            strip_zoo_prefixes,
+            videomae_from_zoo_state_dict,
+        )
 
-        if is_zoo_state_dict(sd):
+        if is_zoo_state_dict(zoo := strip_zoo_prefixes(sd)):
+            sd = zoo
             try:
                 model = videomae_from_zoo_state_dict(sd, num_heads, num_frames, image_size, saved_args)
             except StpruneError:
@@ -308,11 +307,10 @@ def resolve_model(
                 model, pre, f"videomae-zoo:{path.name}", {"kind": "videomae_zoo", "path": str(path.resolve())}
             )
         keys = list(sd)
-        del sd
         if any("relative_position_bias_table" in k for k in keys):
             if num_heads is not None:
                 raise SettingError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
-            return _load_swin(path, num_frames, image_size)
+            return _load_swin(path, num_frames, image_size, sd)  # the state dict read above, not re-read
         if given:
             raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
         raise InputError(

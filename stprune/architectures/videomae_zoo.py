@@ -42,16 +42,15 @@ Loading is safe: ``torch.load(weights_only=True)``; the only extra type allowed 
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from stprune.errors import InputError, MissingFileError, UnsupportedModelError
+from stprune.architectures.checkpoints import read_checkpoint
+from stprune.errors import InputError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
@@ -60,6 +59,7 @@ __all__ = [
     "HEADS_BY_WIDTH",
     "ZOO_LAYER_NORM_EPS",
     "load_zoo_checkpoint",
+    "strip_zoo_prefixes",
     "is_zoo_state_dict",
     "zoo_config",
     "convert_zoo_state_dict",
@@ -85,38 +85,18 @@ def load_zoo_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
         MissingFileError: no such file. InputError: not loadable with ``weights_only=True``, or
         not a state dict of tensors.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"checkpoint {str(p)!r} does not exist")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = next((line for line in lines if "Unsupported global" in line), lines[0])
-        raise InputError(
-            f"cannot load {str(p)!r} with torch.load(weights_only=True): {reason}; "
-            "Only plain state dicts (optionally wrapped in 'model'/'module' with saved args) load "
-            "safely; re-save the weights with torch.save(state_dict, path) from a trusted environment."
-        ) from e
-    args: dict[str, Any] = {}
-    if isinstance(obj, Mapping):
-        saved = obj.get("args")
-        if isinstance(saved, argparse.Namespace):
-            args = vars(saved)
-        elif isinstance(saved, Mapping):
-            args = dict(saved)
-        for key in _WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(f"{str(p)!r} does not hold a state dict of tensors")
-    sd = dict(obj)
+    sd, args = read_checkpoint(path)
+    return strip_zoo_prefixes(sd), args
+
+
+def strip_zoo_prefixes(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``sd`` without the ``module.`` / ``model.`` / ``backbone.`` / ``encoder.`` / ``_orig_mod.``
+    prefixes training code puts in front of every key (each removed when every key has it)."""
+    sd = dict(sd)
     for prefix in _PREFIXES:
         if sd and all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix) :]: v for k, v in sd.items()}
-    return sd, args
+    return sd
 
 
 def is_zoo_state_dict(sd: Mapping[str, Any]) -> bool:

@@ -30,25 +30,27 @@ weights; anything else (unaligned, strided, memory-mapped, another dtype or devi
 
 from __future__ import annotations
 
-import bisect
-import json
 import os
-import pickle
 import re
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from stprune.architectures.checkpoints import (
+    file_mapped_ranges,
+    own_memory,
+    owned,
+    unwrap_state_dict,
+)
+from stprune.architectures.checkpoints import read_checkpoint as read_checkpoint_file
 from stprune.architectures.video_swin.model import (
     ARCH_CONFIGS,
     VideoSwin,
     VideoSwinConfig,
     relative_position_index,
 )
-from stprune.errors import InputError, MissingFileError, SettingError, SettingTypeError
+from stprune.errors import InputError, SettingError, SettingTypeError
 
 __all__ = [
     "LAYOUTS",
@@ -100,238 +102,23 @@ _INDEX_SUFFIX = ".attn.relative_position_index"
 # reading
 # --------------------------------------------------------------------------------------------
 
-# Bytes: what torch's CPU allocator gives every tensor, and the most any CPU kernel asks for.
-_ALIGNMENT = 64
-
-# safetensors dtype names (https://github.com/huggingface/safetensors, "Format"); getattr: some
-# exist only in newer torch releases.
-_SAFETENSORS_DTYPES = {
-    name: dtype
-    for name, dtype in (
-        ("BOOL", torch.bool),
-        ("U8", torch.uint8),
-        ("I8", torch.int8),
-        ("I16", torch.int16),
-        ("U16", getattr(torch, "uint16", None)),
-        ("I32", torch.int32),
-        ("U32", getattr(torch, "uint32", None)),
-        ("I64", torch.int64),
-        ("U64", getattr(torch, "uint64", None)),
-        ("F16", torch.float16),
-        ("BF16", torch.bfloat16),
-        ("F32", torch.float32),
-        ("F64", torch.float64),
-        ("F8_E4M3", getattr(torch, "float8_e4m3fn", None)),
-        ("F8_E5M2", getattr(torch, "float8_e5m2", None)),
-        ("C64", torch.complex64),
-    )
-    if dtype is not None
-}
-
-
-def _aligned_empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
-    """A fresh contiguous CPU tensor whose data starts at a multiple of :data:`_ALIGNMENT` bytes."""
-    out = torch.empty(shape, dtype=dtype)
-    if out.data_ptr() % _ALIGNMENT == 0:
-        return out
-    # torch's CPU allocator aligns to 64 bytes on every desktop/server build; stay correct anyway
-    item = out.element_size()
-    spare = torch.empty(out.numel() + _ALIGNMENT // item, dtype=dtype)
-    skip = (-spare.data_ptr() % _ALIGNMENT) // item
-    return spare[skip : skip + out.numel()].view(out.shape)
-
-
-def _file_mapped_ranges() -> list[tuple[int, int]] | None:
-    """Sorted address ranges of this process that map a file, from ``/proc/self/maps``.
-
-    None where that cannot be read (not Linux): then no memory counts as safe to adopt.
-    """
-    try:
-        with open("/proc/self/maps") as f:
-            lines = f.readlines()
-    except OSError:
-        return None
-    ranges = []
-    for line in lines:
-        fields = line.split(maxsplit=5)
-        if len(fields) >= 5 and fields[4] != "0":  # inode 0: anonymous memory (heap, malloc's mmap)
-            lo, hi = fields[0].split("-")
-            ranges.append((int(lo, 16), int(hi, 16)))
-    ranges.sort()
-    return ranges
-
-
-def _in_ranges(address: int, ranges: list[tuple[int, int]]) -> bool:
-    i = bisect.bisect_right(ranges, (address, float("inf"))) - 1
-    return i >= 0 and ranges[i][0] <= address < ranges[i][1]
-
-
-def _owned(tensor: Tensor, dtype: torch.dtype, mapped: list[tuple[int, int]] | None) -> Tensor:
-    """``tensor`` as a contiguous, 64-byte aligned CPU tensor of ``dtype`` in anonymous memory.
-
-    Returned as is when it already is one (no copy: the memory win of adopting a checkpoint's
-    tensors); copied when it is on another device or dtype, strided, unaligned, or inside a file
-    mapping (``mapped``, see :func:`_file_mapped_ranges`; None: every tensor is copied).
-    """
-    if (
-        mapped is not None
-        and tensor.device.type == "cpu"
-        and tensor.dtype == dtype
-        and tensor.is_contiguous()
-        and tensor.data_ptr() % _ALIGNMENT == 0
-        and not (tensor.numel() and _in_ranges(tensor.data_ptr(), mapped))
-    ):
-        return tensor
-    out = _aligned_empty(tensor.shape, dtype)
-    out.copy_(tensor.detach())
-    return out
-
-
-def own_memory(module: nn.Module) -> int:
-    """Give every parameter and buffer of ``module`` memory of its own, in place.
-
-    Loaders such as ``transformers``' ``from_pretrained`` (safetensors >= 0.8) leave weights inside
-    a memory-mapped file at 4-byte aligned addresses: the model then depends on the file and the
-    fp32 kernels may take slower, differently rounding paths. Every tensor that is not contiguous,
-    64-byte aligned anonymous CPU memory is copied (see :func:`_owned`); the others stay as they
-    are. Returns how many tensors were copied.
-    """
-    mapped = _file_mapped_ranges()
-    copied = 0
-    new: dict[int, Tensor] = {}  # id of a tensor -> its replacement: tied weights stay tied
-    with torch.no_grad():
-        for sub in module.modules():
-            for store in (sub._parameters, sub._buffers):
-                for name, value in store.items():
-                    if value is None or value.device.type != "cpu":
-                        continue
-                    if id(value) in new:
-                        store[name] = new[id(value)]
-                        continue
-                    owned = _owned(value.data, value.dtype, mapped)
-                    if owned is value.data:
-                        continue
-                    if isinstance(value, nn.Parameter):
-                        owned = nn.Parameter(owned, requires_grad=value.requires_grad)
-                    store[name] = new[id(value)] = owned
-                    copied += 1
-    return copied
-
-
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    """Every tensor of a ``.safetensors`` file, each read into a fresh aligned CPU tensor.
-
-    The format (8-byte little-endian header size, a JSON header of dtype / shape / byte offsets,
-    then the bytes) is read directly with ``readinto``, so no memory map is involved and the
-    peak memory is one copy of the weights. Raises InputError naming the file if it is damaged.
-    """
-    if sys.byteorder != "little":  # the format is little-endian: let the library convert, then copy
-        from safetensors.torch import load_file
-
-        return {k: _owned(v, v.dtype, None) for k, v in load_file(str(path), device="cpu").items()}
-    size = path.stat().st_size
-    out: dict[str, Tensor] = {}
-    with open(path, "rb") as f:
-        head = f.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 0 < length <= size - 8:
-            raise InputError(
-                f"{path} is not a safetensors file: its header size field says {length} bytes, the "
-                f"file has {size}"
-            )
-        try:
-            header = json.loads(f.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"{path} is not a safetensors file: its header is not JSON ({err})") from err
-        if not isinstance(header, dict):
-            raise InputError(f"{path} is not a safetensors file: its header is not a JSON object")
-        base = 8 + length
-        entries = []
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            try:
-                dtype_name, (start, end) = info["dtype"], (int(x) for x in info["data_offsets"])
-                shape = [int(d) for d in info["shape"]]
-            except (TypeError, KeyError, ValueError) as err:
-                raise InputError(f"{path}: bad header entry for tensor {name!r}: {info!r}") from err
-            if any(d < 0 for d in shape):
-                raise InputError(f"{path}: tensor {name!r} has a negative size in its shape {shape}")
-            if dtype_name not in _SAFETENSORS_DTYPES:
-                raise InputError(
-                    f"{path}: tensor {name!r} has dtype {dtype_name!r}; this torch reads "
-                    f"{', '.join(_SAFETENSORS_DTYPES)}"
-                )
-            entries.append((start, end, name, dtype_name, shape))
-        for start, end, name, dtype_name, shape in sorted(entries):
-            tensor = _aligned_empty(tuple(shape), _SAFETENSORS_DTYPES[dtype_name])
-            nbytes = tensor.numel() * tensor.element_size()
-            if start < 0 or end - start != nbytes or base + end > size:
-                raise InputError(
-                    f"{path}: tensor {name!r} ({dtype_name} {shape}, {nbytes} bytes) has byte "
-                    f"offsets [{start}, {end}] that do not fit it or the file ({size - base} data "
-                    f"bytes; the file ends early if it was cut short)"
-                )
-            if nbytes:
-                f.seek(base + start)
-                got = f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
-                if got != nbytes:
-                    raise InputError(f"{path} ends early: tensor {name!r} got {got} of {nbytes} bytes")
-            out[name] = tensor
-    return out
-
 
 def read_checkpoint(source: str | os.PathLike | Mapping) -> dict[str, Tensor]:
     """A flat ``{name: tensor}`` dict from a file or an in-memory (possibly wrapped) state dict.
 
-    Files: ``.safetensors`` read into fresh 64-byte aligned tensors (not memory-mapped); anything
-    else via ``torch.load(path, map_location="cpu", weights_only=True, mmap=False)`` (no arbitrary
-    unpickling).
-    Wrappers such as ``{"state_dict": ...}`` (mmcv) or ``{"model": ...}`` are unwrapped and a
-    ``module.`` prefix (DistributedDataParallel) is stripped.
+    Files are read by :func:`stprune.architectures.checkpoints.read_checkpoint` (``.safetensors``
+    into fresh aligned tensors; else ``torch.load(weights_only=True, mmap=False)``). Wrappers such
+    as ``{"state_dict": ...}`` (mmcv) or ``{"model": ...}`` are unwrapped and a ``module.`` prefix
+    (DistributedDataParallel) is stripped.
     """
     if isinstance(source, Mapping):
-        obj: object = source
+        state = unwrap_state_dict(source)
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise MissingFileError(f"Video Swin checkpoint not found: {path}")
-        if path.suffix == ".safetensors":
-            obj = _read_safetensors(path)
-        else:
-            try:
-                # mmap=False whatever torch's configured default: the tensors are then our own memory
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
-            except pickle.UnpicklingError as err:
-                raise InputError(
-                    f"{path} holds Python objects that torch.load(weights_only=True) refuses to "
-                    f"unpickle (stprune never loads arbitrary pickles). Re-save only the state "
-                    f"dict, e.g. torch.save(ckpt['state_dict'], 'clean.pth'), or convert it to "
-                    f".safetensors. Original error: {err}"
-                ) from err
+        state, _ = read_checkpoint_file(source)
     else:
         raise SettingTypeError(
             f"expected a checkpoint path or a state dict mapping, got {type(source).__name__}"
         )
-
-    for _ in range(3):
-        if not isinstance(obj, Mapping):
-            break
-        if obj and all(isinstance(v, Tensor) for v in obj.values()):
-            break
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise InputError(f"checkpoint holds no state dict (got {type(obj).__name__})")
-    not_tensors = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if not_tensors:
-        raise InputError(
-            f"checkpoint is not a flat state dict of tensors: entries {_listing(not_tensors)} are not "
-            f"tensors (known wrapper keys: {', '.join(_WRAPPER_KEYS)})"
-        )
-    state = {str(k): v for k, v in obj.items()}
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
@@ -664,7 +451,7 @@ def load_video_swin(
         raise SettingTypeError(f"dtype must be a floating point torch.dtype, got {dtype}")
     # Build on meta (no random init: it costs seconds for Swin-B and every value is replaced) and
     # adopt the checkpoint's tensors below where that is safe instead of copying them (half the
-    # peak memory); see _owned.
+    # peak memory); see owned().
     with torch.device("meta"):
         model = VideoSwin(config)
     state = _check_index_buffers(state, origin, model, expected)
@@ -693,11 +480,11 @@ def load_video_swin(
     # memory map (safetensors' load_file gives tensors at 4-byte aligned file offsets, on which the
     # fp32 kernels take other paths, and a re-saved file would change the weights), unaligned or
     # strided tensors. Replacing entries in place frees a file's tensor as soon as it is copied.
-    mapped = _file_mapped_ranges()
+    mapped = file_mapped_ranges()
     if mapped is None and isinstance(path_or_state_dict, (str, os.PathLike)):
         mapped = []  # no /proc/self/maps, but read_checkpoint read the file into memory of its own
     for key, value in state.items():
-        state[key] = _owned(value, dtype if value.is_floating_point() else value.dtype, mapped)
+        state[key] = owned(value, dtype if value.is_floating_point() else value.dtype, mapped)
     model.load_state_dict(state, strict=True, assign=True)
     model.reset_buffers()  # the derived index buffers are still on meta
     return model.eval()
