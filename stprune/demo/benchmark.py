@@ -237,7 +237,7 @@ def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None
             f"at {p.ratio:.2f}x GFLOPs top-1 {p.top1:.1f}% ({p.top1 - base.top1:+.1f})"
             for p in (picks if picks[0] is not picks[-1] else picks[:1])
         )
-        console.print(f"{m}: {said} vs unpruned {base.top1:.1f}%", highlight=False)
+        console.print(f"{m}: {said} vs unpruned {base.top1:.1f}%", highlight=False, soft_wrap=True)
 
 
 def main_demo(
@@ -277,7 +277,7 @@ def main_demo(
     elapsed = time.perf_counter() - t0
     print_demo(rows, f"accuracy vs GFLOPs ({clips} clips, {elapsed:.0f} s)", console)
     for note in skipped:
-        console.print(note, markup=False, highlight=False)
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     meta = {
         "clips": clips,
         "targets": list(targets),
