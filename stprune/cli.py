@@ -81,6 +81,22 @@ def output_file(text: str) -> str:
     return text
 
 
+def plot_file(text: str) -> str:
+    """argparse type: a writable image path whose extension matplotlib can save (.png, .pdf, .svg...)."""
+    import os
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
+    ext = os.path.splitext(text)[1].lower().lstrip(".")
+    if ext not in formats:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must end in an image format matplotlib writes: {', '.join('.' + f for f in formats)}"
+        )
+    return output_file(text)
+
+
 def output_dir(text: str) -> str:
     """argparse type: a folder files can be written in, or one that can be created."""
     from stprune.bench.report import check_writable_dir
@@ -120,6 +136,7 @@ def _add_setting_args(p: argparse.ArgumentParser) -> None:
         "--r",
         type=int,
         nargs="+",
+        action="extend",
         default=[],
         metavar="R",
         help="tokens dropped per group; several values compare several settings",
@@ -128,6 +145,7 @@ def _add_setting_args(p: argparse.ArgumentParser) -> None:
         "--flops-target",
         type=float,
         nargs="+",
+        action="extend",
         default=[],
         metavar="X",
         help="FLOPs ratio(s) in (0, 1]: r is chosen to reach each",
@@ -219,6 +237,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from stprune.architectures.loading import load_model
     from stprune.bench.compare import measure_flops_rows, measure_speed_rows
     from stprune.bench.report import print_rows, write_json
+    from stprune.core.schedule import plural
     from stprune.models import get_adapter
 
     if args.threads is not None:
@@ -240,7 +259,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         )
     title = (
         f"{args.model} - {get_adapter(model).describe()} - {args.device}, batch {args.batch_size}, "
-        f"{torch.get_num_threads()} threads, amp {args.amp}"
+        f"{plural(torch.get_num_threads(), 'thread')}, amp {args.amp}"
     )
     print_rows(rows, title)
     if args.json:
@@ -275,7 +294,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--root", default=None, help="folder relative paths are resolved against (default: the list's folder)"
     )
-    p.add_argument("--out", required=True, help="results folder (predictions.rank*.jsonl, summary.json)")
+    p.add_argument(
+        "--out", required=True, type=output_dir, help="results folder (predictions.rank*.jsonl, summary.json)"
+    )
     p.add_argument(
         "--protocol",
         choices=["kinetics", "ssv2"],
@@ -314,13 +335,22 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos of the list")
     p.add_argument(
-        "--num-heads", type=int, default=None, help="attention heads of a zoo .pth (default from width)"
+        "--num-heads",
+        type=positive_int,
+        default=None,
+        help="attention heads of a zoo .pth (default from width)",
     )
     p.add_argument(
-        "--num-frames", type=int, default=None, help="frames per clip of a zoo .pth / Video Swin checkpoint"
+        "--num-frames",
+        type=positive_int,
+        default=None,
+        help="frames per clip of a zoo .pth / Video Swin checkpoint",
     )
     p.add_argument(
-        "--image-size", type=int, default=None, help="input size of a zoo .pth / Video Swin checkpoint"
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="input size of a zoo .pth / Video Swin checkpoint",
     )
     p.add_argument("--overwrite", action="store_true", help="discard results already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -334,6 +364,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
+    from stprune.core.schedule import plural
     from stprune.eval.runner import run_eval
 
     package = str(Path(__file__).resolve().parent)
@@ -385,7 +416,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
     else:
         counts += ","
-    views = f"{summary['num_views']} views each"
+    views = f"{plural(summary['num_views'], 'view')} each"
     print(f"top-1 {pct(summary['top1'])}  top-5 {pct(summary['top5'])}  ({counts} {views})")
     if summary["gflops_per_view"] is not None:
         print(f"GFLOPs per view: {summary['gflops_per_view']:.4g}")
@@ -428,7 +459,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6 0.5)",
     )
     p.add_argument(
-        "--methods", nargs="+", default=["sta", "tome", "random"], choices=["sta", "tome", "random"]
+        "--methods",
+        nargs="+",
+        default=["sta", "tome", "random"],
+        choices=["sta", "tome", "random"],
+        help="methods compared at every target",
     )
     p.add_argument(
         "--batch-size",
@@ -446,9 +481,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", metavar="PATH", type=output_file, help="write the results as JSON")
     p.add_argument(
-        "--plot", metavar="PATH", type=output_file, help="save the accuracy-vs-GFLOPs curve as PNG"
+        "--plot",
+        metavar="PATH",
+        type=plot_file,
+        help="save the accuracy-vs-GFLOPs curve (.png, .pdf, .svg, ...)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_demo)
 
 
@@ -509,7 +547,9 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="FLOPs ratio in (0, 1] (default 0.7 when no --r)",
     )
-    p.add_argument("--out", metavar="PNG", required=True, type=output_file, help="PNG path")
+    p.add_argument(
+        "--out", metavar="PNG", required=True, type=plot_file, help="image path (.png, .pdf, .svg, ...)"
+    )
     p.set_defaults(func=_run_show)
 
 
@@ -570,6 +610,18 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help unless it has no default or already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level ``stprune`` parser with every registered sub-command."""
     from stprune import __version__
@@ -581,6 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _COMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        command.formatter_class = _HelpFormatter
     return parser
 
 
@@ -594,13 +648,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from stprune.errors import StpruneError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed in one line
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
     try:
         return int(args.func(args) or 0)
     except StpruneError as err:
         message = " ".join(str(err).split("\n"))
         print(f"stprune {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        again = (
+            " (finished rows are kept: rerun the same command to resume)" if args.command == "eval" else ""
+        )
+        print(f"stprune {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

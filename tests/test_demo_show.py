@@ -226,8 +226,7 @@ def test_synthetic_clip_is_resampled_to_the_model_input():
 
 def test_show_refuses_what_it_cannot_draw(tmp_path, capsys):
     out = str(tmp_path / "x.png")
-    with pytest.raises(SystemExit):
-        main(["show", "--model", "demo", "--clip", "-1", "--out", out])
+    assert main(["show", "--model", "demo", "--clip", "-1", "--out", out]) == 2
     assert "-1" in capsys.readouterr().err
     with pytest.raises(SettingError, match="-1"):
         show("demo", out, clip=-1)

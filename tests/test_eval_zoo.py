@@ -205,7 +205,7 @@ def test_model_resolution_errors(tmp_path, monkeypatch):
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(StpruneError, match="match neither"):
         resolve_model(str(other))
-    with pytest.raises(StpruneError, match="apply to VideoMAE zoo"):
+    with pytest.raises(StpruneError, match="for checkpoint files"):
         resolve_model(str(other), num_heads=2)
 
 

@@ -248,14 +248,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
             obj = torch.load(p, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-        reason = next((line for line in lines if "Unsupported global" in line), lines[0])
+        reason = next((line for line in lines if "Unsupported global" in line), None)
+        if reason is None:
+            raise InputError(f"{str(p)!r} is not a checkpoint torch.load can read ({lines[0]})") from err
         raise InputError(
             f"{str(p)!r} holds Python objects that torch.load(weights_only=True) refuses to unpickle "
             f"({reason}); stprune never loads arbitrary pickles: re-save only the state dict, e.g. "
             "torch.save(ckpt['model'], 'clean.pth'), or convert it to .safetensors"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise InputError(f"cannot read checkpoint {str(p)!r}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - a damaged file raises anything (KeyError, RuntimeError...)
+        raise InputError(
+            f"{str(p)!r} is not a checkpoint torch.load can read ({type(err).__name__}: {err})"
+        ) from err
     args: dict[str, Any] = {}
     if isinstance(obj, Mapping):
         saved = obj.get("args")

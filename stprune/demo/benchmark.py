@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import stprune
 from stprune.bench.compare import Setting, measure_flops_rows
+from stprune.core.schedule import plural
 from stprune.errors import SettingError
 
 __all__ = [
@@ -268,7 +269,7 @@ def main_demo(
     console = Console()
     console.print(
         "[bold]stprune demo[/bold]: the bundled VideoMAE-style classifier (synthetic 12-class task, "
-        f"16x96x96 clips), {clips} validation clips, CPU, {torch.get_num_threads()} threads",
+        f"16x96x96 clips), {clips} validation clips, CPU, {plural(torch.get_num_threads(), 'thread')}",
         soft_wrap=True,
     )
     t0 = time.perf_counter()
