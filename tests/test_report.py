@@ -126,3 +126,18 @@ def test_check_writable(tmp_path):
     with pytest.raises(SettingError, match="is a file"):
         check_writable_dir(blocker)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("width", [60, 200])
+def test_terminal_tables_never_break_a_value(width):
+    """On a terminal narrower than the table, the rows come as markdown lines (each value whole);
+    on a wide one as a rich table whose cells each sit on one line."""
+    from stprune.bench.report import print_table
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=width, color_system=None)
+    values = ["flops_target=0.7", "16,16,16,16,16,16", "25088, 15360, 6272, 3840, 1568"]
+    print_table("t", [("setting", "left"), ("r", "left"), ("tokens", "left")], [values], console)
+    out = buf.getvalue()
+    for value in values:
+        assert value in out, out

@@ -88,8 +88,11 @@ def print_table(
             table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for cells in rows:
             table.add_row(*cells)
-        console.print(table)
-        return
+        if console.measure(table).maximum <= console.width:
+            console.print(table)
+            return
+        # too wide for this terminal: rich would break numbers over lines; print plain markdown
+        # rows instead, which the terminal wraps whole (no value is ever cut)
     text = "\n".join([title, "", markdown_table(columns, rows), *([""] + list(notes) if notes else [])])
     # soft_wrap: rich must not wrap or cut the lines to a console width
     console.print(text, markup=False, highlight=False, soft_wrap=True)
