@@ -88,7 +88,8 @@ def print_table(
             table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for cells in rows:
             table.add_row(*cells)
-        if console.measure(table).maximum <= console.width:
+        natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+        if natural <= console.width:
             console.print(table)
             return
         # too wide for this terminal: rich would break numbers over lines; print plain markdown
