@@ -8,10 +8,11 @@ from __future__ import annotations
 from torch import nn
 
 # importing a family's file registers its adapter (the order is the order they are tried in)
-from stprune.adapters import hf_videomae, hf_vivit, video_swin  # noqa: F401
+from stprune.adapters import hf_videomae, hf_vivit, hf_vjepa2, video_swin  # noqa: F401
 from stprune.adapters.base import ADAPTERS, Adapter, EncoderLayout, InputGrid, SequenceAdapter, class_names
 from stprune.adapters.hf_videomae import HFVideoMAEAdapter
 from stprune.adapters.hf_vivit import HFVivitAdapter
+from stprune.adapters.hf_vjepa2 import HFVJEPA2Adapter
 from stprune.adapters.video_swin import VideoSwinAdapter
 from stprune.errors import SettingTypeError, UnsupportedModelError
 
@@ -20,6 +21,7 @@ __all__ = [
     "Adapter",
     "EncoderLayout",
     "HFVideoMAEAdapter",
+    "HFVJEPA2Adapter",
     "HFVivitAdapter",
     "InputGrid",
     "SequenceAdapter",
@@ -35,6 +37,8 @@ _WHY_NOT = {
     "so tokens cannot be pruned per frame",
     "VideoMAEForPreTraining": "pre-training masks tokens itself; patch VideoMAEForVideoClassification or "
     "VideoMAEModel",
+    "VJEPA2Predictor": "the predictor needs every encoder token; patch VJEPA2ForVideoClassification or "
+    "VJEPA2Model (as an encoder, skip_predictor=True)",
 }
 
 

@@ -213,6 +213,34 @@ class SequenceAdapter(Adapter):
     def macs(self, tokens_per_block: Sequence[int]) -> int:
         """Analytic matrix-product MACs of one sample's forward with these tokens per block."""
 
+    def planned_macs(self, tokens_per_block: Sequence[int], final_tokens: int) -> int:
+        """:meth:`macs` when the head reads ``final_tokens`` tokens (protected included), which is
+        fewer than the last block's when a stage follows the last block.
+
+        Default: :meth:`macs` (a head whose cost does not depend on the token count: mean pooling,
+        a CLS token); a head that attends over the tokens (V-JEPA 2's attentive pooler) overrides it.
+        """
+        return self.macs(tokens_per_block)
+
+    @property
+    def needs_positions(self) -> bool:
+        """Whether every block after a pruning point must be told its tokens' grid positions
+        (rotary position models, V-JEPA 2's 3D RoPE); then :meth:`with_positions` passes them."""
+        return False
+
+    def with_positions(self, args: tuple, kwargs: dict, positions: torch.Tensor) -> tuple[tuple, dict]:
+        """A block's call arguments with ``positions`` added: (B, L) int64 index of each of its
+        tokens in the T0 x N grid (slot * N + spatial index). Only asked if :attr:`needs_positions`."""
+        from stprune.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(f"{type(self).__name__} takes no token positions")
+
+    def pruning_guards(self) -> list[torch.utils.hooks.RemovableHandle]:
+        """Hooks that refuse forwards needing the full token sequence elsewhere in the model (e.g.
+        V-JEPA 2's predictor); installed while some stage prunes (r > 0), removed on unpatch.
+        Default: none."""
+        return []
+
     def unpruned_tokens_per_block(self) -> list[int]:
         lay = self.layout()
         return [lay.input_tokens] * lay.depth

@@ -85,11 +85,15 @@ def install_attention_bias(
     config: object,
     attention_modules: Sequence[nn.Module],
     bias_fn: Callable[[int], torch.Tensor | None],
+    eager: Callable | None = None,
 ) -> Callable[[], None]:
     """Make attention module ``i`` (block ``i``) add ``bias_fn(i)`` (B, 1, 1, L) to its logits.
 
     Keeps the model's attention implementation: ``"sdpa"`` stays SDPA, ``"eager"`` stays the
-    model's eager attention (attention probabilities are returned as before).
+    model's eager attention (attention probabilities are returned as before). ``eager``: the
+    eager function to run instead of the modeling file's own, for models whose own eager
+    attention ignores ``attention_mask`` (V-JEPA 2); same signature as HF's
+    ``eager_attention_forward``.
 
     Returns:
         a function that restores the original attention implementation.
@@ -107,8 +111,8 @@ def install_attention_bias(
             "or 'eager', or use an index-pruning method such as 'sta'"
         )
     if original == "eager":
-        eager = [_eager_function(m) for m in attention_modules]
-        if any(f is None for f in eager):
+        eager_fns = [eager or _eager_function(m) for m in attention_modules]
+        if any(f is None for f in eager_fns):
             raise UnsupportedModelError(
                 f"{type(attention_modules[0]).__name__}'s modeling file has no eager_attention_forward to "
                 "add the proportional-attention bias to; load the model with attn_implementation='sdpa'"
@@ -118,7 +122,7 @@ def install_attention_bias(
     for i, m in enumerate(attention_modules):
         setattr(m, _BIAS_ATTR, lambda i=i: bias_fn(i))
         if original == "eager":
-            setattr(m, _EAGER_ATTR, eager[i])
+            setattr(m, _EAGER_ATTR, eager_fns[i])
 
     def remove() -> None:
         config._attn_implementation = restore

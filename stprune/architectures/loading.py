@@ -13,7 +13,9 @@ One function, :func:`resolve_model`, understands every spelling (every CLI comma
   ``AutoModelForVideoClassification.from_pretrained``. Mean / std come from
   ``preprocessor_config.json`` (``image_mean`` / ``image_std``) when there is one.
 
-Input size and frame count come from the model config (``image_size``, ``num_frames``); mean /
+Input size and frame count come from the model config (``image_size``, ``num_frames``; V-JEPA 2:
+``crop_size``, ``frames_per_clip``), the clip goes in as the adapter's input name (V-JEPA 2:
+``pixel_values_videos``); mean /
 std default to the ImageNet values VideoMAE's training and test code normalises with (the Hugging
 Face ``VideoMAEImageProcessor``'s own default is 0.5 / 0.5: checkpoints say theirs in their
 processor config).
@@ -101,7 +103,7 @@ class ResolvedModel:
         """(B, T, 3, H, W) float views -> (B, num_classes) logits."""
         x = views if self.preprocessing.layout == "BTCHW" else views.transpose(1, 2)
         if self.preprocessing.layout == "BTCHW" and hasattr(self.model, "config"):
-            out = self.model(pixel_values=x)
+            out = self.model(**{model_input_name(self.model): x})
         else:
             out = self.model(x)
         if hasattr(out, "logits"):
@@ -141,9 +143,13 @@ def preprocessing_from_config(
     """Preprocessing from an HF-style config (``image_size``, ``num_frames``) and processor dict."""
     processor = dict(processor or {})
     size = getattr(config, "image_size", None)
+    if size is None:  # V-JEPA 2: crop_size is the model's input size
+        size = getattr(config, "crop_size", None)
     if size is None and "crop_size" in processor:
         size = processor["crop_size"]
     frames = getattr(config, "num_frames", None)
+    if frames is None:  # V-JEPA 2
+        frames = getattr(config, "frames_per_clip", None)
     if size is None or frames is None:
         raise InputError(
             "cannot tell the model's input size / frame count: its config lacks image_size or num_frames"
@@ -262,13 +268,15 @@ def resolve_model(
     say them: VideoMAE zoo ``.pth`` (all three) and Video Swin (frames, size); giving them for
     another kind of model is an error.
     """
-    zoo_overrides = {"num_heads": num_heads, "num_frames": num_frames, "image_size": image_size}
-    given = [k for k, v in zoo_overrides.items() if v is not None]
+    zoo_overrides = {"--num-heads": num_heads, "--num-frames": num_frames, "--image-size": image_size}
+    given = ", ".join(k for k, v in zoo_overrides.items() if v is not None)
     path = Path(os.path.expanduser(spec))
 
     if spec in PRESETS and not path.exists():
         if given:
-            raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to preset {spec!r}")
+            raise SettingError(
+                f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin), not preset {spec!r}"
+            )
         model = build_preset(spec)
         # HF presets take (B, T, C, H, W); our Video Swin (it has a config too) takes (B, C, T, H, W)
         layout = "BCTHW" if PRESETS[spec][0] == "video_swin" or not hasattr(model, "config") else "BTCHW"
@@ -277,7 +285,9 @@ def resolve_model(
 
     if spec == "demo" and not path.exists():
         if given:
-            raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints, not to the demo model")
+            raise SettingError(
+                f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin), not the demo model"
+            )
         return _load_demo()
 
     if path.is_file():
@@ -312,7 +322,7 @@ def resolve_model(
                 raise SettingError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
             return _load_swin(path, num_frames, image_size, sd)  # the state dict read above, not re-read
         if given:
-            raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+            raise SettingError(f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin) only")
         raise InputError(
             f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
             "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "
@@ -320,7 +330,7 @@ def resolve_model(
         )
 
     if given:
-        raise SettingError(f"{given} apply to VideoMAE zoo .pth checkpoints only")
+        raise SettingError(f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin) only")
     if path.is_dir() and not (path / "config.json").is_file():
         raise InputError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
     if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
@@ -356,9 +366,21 @@ def resolve_model(
     return ResolvedModel(model.eval(), pre, f"{model.config.model_type}:{ref}", {"kind": kind, "path": ref})
 
 
+def model_input_name(model: nn.Module) -> str:
+    """The forward keyword that takes an HF model's (B, T, C, H, W) clip: its adapter's
+    ``input_grid().input_name`` (``"pixel_values"``; V-JEPA 2: ``"pixel_values_videos"``), else
+    ``"pixel_values"``."""
+    from stprune.adapters import get_adapter  # the adapters import the architectures
+
+    try:
+        return get_adapter(model).input_grid().input_name
+    except UnsupportedModelError:
+        return "pixel_values"
+
+
 def _preset_preprocessing(model: nn.Module, layout: str) -> Preprocessing:
     config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "image_size"):
+    if config is not None and (hasattr(config, "image_size") or hasattr(config, "crop_size")):
         return preprocessing_from_config(config, {}, layout)
     return Preprocessing(image_size=224, num_frames=16, layout=layout)
 

@@ -5,6 +5,8 @@ head, the clip size of the released checkpoints). VideoMAE V2 (OpenGVLab/VideoMA
 (``videomae-v2-g``: width 1408, 40 blocks, 16 heads, MLP 6144, patch 14, Kinetics-400 head as
 the K400 fine-tuned giant) and the distilled ViT-S/16 and ViT-B/16 (``videomae-v2-s`` / ``-b``:
 the sizes of ``videomae-s`` / ``-b`` with the Kinetics-710 head of the released distilled models).
+V-JEPA 2 (``VJEPA2ForVideoClassification``): ViT-L/H/g at 64 frames x 256^2 (``vjepa2-l`` /
+``-h`` / ``-g``, Kinetics-400 head) and the 16-frame SSv2 ViT-L classifier (``vjepa2-l-fpc16``).
 
 For FLOPs, token counts and speed, weights do not matter; presets make every CLI command work
 on a machine without hub access.
@@ -83,6 +85,26 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             tubelet_size=[2, 16, 16],
         ),
     ),
+    # V-JEPA 2 (facebook/vjepa2-vit{l,h,g}-fpc64-256: 64 frames x 256^2, tubelet 2, patch 16 = 32 x 256
+    # tokens; these encoders were released without a classifier, so the presets' Kinetics-400 head
+    # on HF's attentive pooler), and the 16-frame Something-Something v2 classifier
+    # facebook/vjepa2-vitl-fpc16-256-ssv2 (8 x 256 tokens, 174 classes). ViT-g's MLP: 1408 * 48/11 = 6144.
+    "vjepa2-l": ("vjepa2", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16)),
+    "vjepa2-h": ("vjepa2", dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16)),
+    "vjepa2-g": (
+        "vjepa2",
+        dict(hidden_size=1408, num_hidden_layers=40, num_attention_heads=22, mlp_ratio=48 / 11),
+    ),
+    "vjepa2-l-fpc16": (
+        "vjepa2",
+        dict(
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            frames_per_clip=16,
+            num_labels=174,
+        ),
+    ),
     "video-swin-t": ("video_swin", dict(arch="t")),
     "video-swin-s": ("video_swin", dict(arch="s")),
     "video-swin-b": ("video_swin", dict(arch="b")),
@@ -98,7 +120,8 @@ def build_preset(name: str, num_labels: int | None = None) -> nn.Module:
     """A classification model of a standard size with random weights, in eval mode.
 
     ``num_labels``: classes of the head; default the preset's (400, Kinetics-400, except the
-    distilled VideoMAE V2 ``videomae-v2-s`` / ``-b``: 710, Kinetics-710).
+    distilled VideoMAE V2 ``videomae-v2-s`` / ``-b``: 710, Kinetics-710, and ``vjepa2-l-fpc16``:
+    174, Something-Something v2).
 
     Raises:
         SettingError (a ValueError) for an unknown name, listing the presets.
@@ -128,6 +151,12 @@ def build_preset(name: str, num_labels: int | None = None) -> nn.Module:
         )
         cfg = VideoMAEConfig(num_labels=num_labels, **{**settings, **kwargs})
         return VideoMAEForVideoClassification(cfg).eval()
+    if family == "vjepa2":
+        from transformers import VJEPA2Config, VJEPA2ForVideoClassification
+
+        settings = dict(crop_size=256, frames_per_clip=64, patch_size=16, tubelet_size=2, mlp_ratio=4.0)
+        cfg = VJEPA2Config(num_labels=num_labels, **{**settings, **kwargs})
+        return VJEPA2ForVideoClassification(cfg).eval()
     from transformers import VivitConfig, VivitForVideoClassification
 
     cfg = VivitConfig(image_size=224, num_labels=num_labels, **kwargs)

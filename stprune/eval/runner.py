@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from stprune.api import check_setting
-from stprune.architectures.loading import ResolvedModel, resolve_model
+from stprune.architectures.loading import ResolvedModel, model_input_name, resolve_model
 from stprune.errors import SettingError, SettingTypeError
 from stprune.eval import results as res
 from stprune.eval.dataset import VideoItem, VideoViewsDataset, worker_init
@@ -119,7 +119,7 @@ def _gflops_per_view(resolved: ResolvedModel, device: torch.device) -> float:
     g = torch.Generator().manual_seed(0)
     view = torch.randn(1, pre.num_frames, 3, pre.image_size, pre.image_size, generator=g).to(device)
     if pre.layout == "BTCHW" and hasattr(resolved.model, "config"):
-        inputs = {"pixel_values": view}
+        inputs = {model_input_name(resolved.model): view}
     else:
         first = next(iter(inspect.signature(resolved.model.forward).parameters))
         inputs = {first: view.transpose(1, 2)}

@@ -28,10 +28,15 @@ class ForwardContext:
             with ``uses_sample_key``: a clip's random draw then does not depend on its batch).
         size: (B, L, 1) how many input tokens each current token stands for (kept by merging
             methods, ``tracks_size``; the pruner turns it into proportional attention).
+        anchor: (B, L') int64, set by a merging method's :meth:`Method.reduce`: for each output
+            token, the index into that stage's input tokens of the token it sits at (models that
+            rotate tokens by their grid position, V-JEPA 2's RoPE, rotate a merged token there;
+            such models refuse a merging method that leaves it ``None``).
     """
 
     sample_key: torch.Tensor | None = None
     size: torch.Tensor | None = None
+    anchor: torch.Tensor | None = None
 
     def copy(self) -> ForwardContext:
         """A shallow copy (tensors shared): the state before a stage, for a checkpointed replay."""
@@ -80,7 +85,8 @@ class Method(ABC):
 
         Returns:
             (B, L', C) reduced tokens and, for pruning methods, (B, L') int64 indices into L
-            of the tokens kept (``None`` for methods that merge tokens).
+            of the tokens kept (``None`` for methods that merge tokens). A merging method also
+            sets ``ctx.anchor`` (B, L'): the index into L of the token each output token sits at.
         """
 
 

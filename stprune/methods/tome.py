@@ -47,4 +47,11 @@ class ToMe(Method):
         # sizes are counts (piecewise constant in the weights): detached, so a stage replayed by
         # gradient checkpointing does not reach into the forward's graph; gradients are unchanged
         ctx.size = new_size.detach().reshape(b, -1, 1)
+        # where each output token sits (index into x of the token it is anchored at: the B token a
+        # merged one merged into), for rotary-position models: merge_weighted's output order is
+        # the unmerged A tokens (even positions 2 * keep_a), then all of B (odd positions), per group
+        odd = torch.arange(1, n, 2, device=x.device).expand(b * g, -1)
+        local = torch.cat([2 * keep_a, odd], dim=1)
+        offsets = torch.arange(g, device=x.device).view(1, g, 1) * n
+        ctx.anchor = (local.view(b, g, -1) + offsets).reshape(b, -1)
         return merged.reshape(b, -1, c), None

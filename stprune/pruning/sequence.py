@@ -8,7 +8,18 @@ attention) run unchanged and ``unpatch`` restores the exact original behaviour:
 * a pre-hook on block 0 checks the token count and starts a fresh :class:`Trace`;
 * a hook on the key projection of every pruning block keeps the keys it computed, averaged
   over heads (no recomputation, no attention matrix);
-* a hook on every pruning block replaces its output by the method's reduced tokens.
+* a hook on every pruning block replaces its output by the method's reduced tokens;
+* for models that rotate tokens by their grid position (``adapter.needs_positions``, V-JEPA 2's
+  RoPE), a pre-hook on every block after the first pruning point hands it the grid positions of
+  its tokens (``adapter.with_positions``); a merging method says where each merged token sits
+  (``ctx.anchor``), or is refused;
+* the adapter's ``pruning_guards`` (e.g. V-JEPA 2's refusal to run its predictor on a pruned
+  encoder) are installed while some stage prunes.
+
+The attention bias of size-tracking methods (ToMe) is given per block, and once more for the
+head (index ``depth``: the sizes after the last stage, for a head that attends over the tokens,
+e.g. V-JEPA 2's attentive pooler). Costs: ``adapter.planned_macs`` gets the tokens the head
+reads (fewer than the last block's when a stage follows the last block).
 
 Training works too: gradients flow through the kept (or merged) tokens; the selection itself
 is not differentiable. Under gradient checkpointing a block may run again during backward; its
@@ -35,7 +46,7 @@ from stprune.core.schedule import (
     plan_tokens,
     plural,
 )
-from stprune.errors import InputError, SettingError, SettingTypeError
+from stprune.errors import InputError, SettingError, SettingTypeError, UnsupportedModelError
 from stprune.methods.base import ForwardContext, Method
 from stprune.pruning.resolve import resolve_stages
 from stprune.pruning.trace import SequenceTrace, StageTrace
@@ -71,7 +82,7 @@ def estimate_macs(adapter: SequenceAdapter, method: Method, stages: Sequence[Sta
     """Analytic MACs of one sample's forward under ``stages`` (the method's own scoring included)."""
     lay = adapter.layout()
     plan = _plan(lay, stages, method.max_r)
-    total = adapter.macs(plan.tokens_per_block)
+    total = adapter.planned_macs(plan.tokens_per_block, plan.final_tokens)
     total += sum(
         method.scoring_macs(n, s.groups, s.r, lay.key_dim)
         for s, n in zip(stages, plan.stage_group_sizes, strict=True)
@@ -97,7 +108,8 @@ class SequencePruner:
         self.stages = list(stages)
         self.layout = adapter.layout()
         self.macs, self.plan = estimate_macs(adapter, method, self.stages)
-        self.macs_unpruned = adapter.macs([self.layout.input_tokens] * self.layout.depth)
+        full = self.layout.input_tokens
+        self.macs_unpruned = adapter.planned_macs([full] * self.layout.depth, full)
         self.trace: SequenceTrace | None = None
         self._keys: dict[int, torch.Tensor] = {}
         self._ctx = ForwardContext()
@@ -113,6 +125,12 @@ class SequencePruner:
         for block in range(self.layout.depth):
             self._bias_stage.append(last)
             last = next((i for i, s in enumerate(self.stages) if s.after_block == block and s.r), last)
+        self._bias_stage.append(last)  # index depth: the head (e.g. an attentive pooler)
+        # rotary-position models: (B, L) grid positions of the current tokens (kept or anchor
+        # positions), and the ones each block got in this forward (a block recomputed by
+        # gradient checkpointing gets the same again)
+        self._rope_positions: torch.Tensor | None = None
+        self._block_positions: dict[int, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._undo: list[Callable[[], None]] = []
 
@@ -121,7 +139,11 @@ class SequencePruner:
         return self.macs
 
     def attention_bias(self, block: int) -> torch.Tensor | None:
-        """(B, 1, 1, L) log-size bias that block ``block``'s attention adds in this forward (or ``None``)."""
+        """(B, 1, 1, L) log-size bias that block ``block``'s attention adds in this forward (or ``None``).
+
+        ``block == depth`` is the head: the bias after the last stage (for a head that attends over
+        the tokens, e.g. V-JEPA 2's attentive pooler).
+        """
         stage = self._bias_stage[block]
         return None if stage is None else self._stage_bias.get(stage)
 
@@ -152,6 +174,21 @@ class SequencePruner:
             self._handles.append(lay.layers[s.after_block].register_forward_hook(partial(self._prune, i)))
         if self.method.tracks_size and self.adapter.mean_pooled:
             self._handles.append(lay.layers[-1].register_forward_hook(self._size_weighted_output))
+        first = next((s.after_block for s in self.stages if s.r), None)
+        if first is None:
+            return  # nothing pruned: the model runs as it is
+        if self.adapter.needs_positions:
+            if lay.protected:
+                raise UnsupportedModelError(
+                    f"{type(self.adapter.model).__name__}: positions of protected tokens are not tracked"
+                )
+            for block in range(first + 1, lay.depth):
+                self._handles.append(
+                    lay.layers[block].register_forward_pre_hook(
+                        partial(self._inject_positions, block), with_kwargs=True
+                    )
+                )
+        self._handles.extend(self.adapter.pruning_guards())
 
     def remove(self) -> None:
         for h in self._handles:
@@ -164,6 +201,8 @@ class SequencePruner:
         self._ctx_before.clear()
         self._stage_bias.clear()
         self._sample_key = None
+        self._rope_positions = None
+        self._block_positions.clear()
 
     # hooks -----------------------------------------------------------------------------------
 
@@ -198,6 +237,8 @@ class SequencePruner:
         self._merged = False
         self._ctx_before.clear()
         self._stage_bias.clear()
+        self._rope_positions = None
+        self._block_positions.clear()
         self.method.start_forward(self._ctx)
 
     def _capture_keys(self, block: int, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -277,6 +318,35 @@ class SequencePruner:
             if pos is not None and offset:
                 pos = pos + offset  # grid positions: the protected grid tokens come first
             self.trace.stages.append(StageTrace(index, stage, n_in, n_out, kept, pos))
+        if self.adapter.needs_positions:
+            step = kept
+            if step is None:
+                step, self._ctx.anchor = self._ctx.anchor, None
+            if step is None:
+                raise UnsupportedModelError(
+                    f"{type(self.adapter.model).__name__} rotates every token by its grid position, but "
+                    f"method {self.method.name!r} merged tokens without saying where each merged token "
+                    "sits (ctx.anchor); use an index-pruning method such as 'sta'"
+                )
+            prev = self._rope_positions
+            self._rope_positions = step if prev is None else prev.gather(1, step)
+
+    def _inject_positions(self, block: int, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """Pre-hook of a block after the first pruning point: pass it its tokens' grid positions."""
+        if torch.is_grad_enabled() and _in_backward() and block in self._block_positions:
+            pos = self._block_positions[block]  # recomputed by gradient checkpointing
+        else:
+            pos = self._rope_positions
+            if pos is None:
+                return None  # no stage ran before this block in this forward
+            self._block_positions[block] = pos
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if pos.shape != hidden.shape[:2]:
+            raise InputError(
+                f"block {block} received {tuple(hidden.shape[:2])} (batch, tokens) but the pruner tracked "
+                f"positions for {tuple(pos.shape)}: call the patched model itself, not its blocks"
+            )
+        return self.adapter.with_positions(args, kwargs, pos)
 
 
 class SequencePlanner:
@@ -286,7 +356,8 @@ class SequencePlanner:
         self.adapter = adapter
         self.method = method
         self.layout = adapter.layout()
-        self.base = adapter.macs([self.layout.input_tokens] * self.layout.depth)
+        full = self.layout.input_tokens
+        self.base = adapter.planned_macs([full] * self.layout.depth, full)
 
     def read_schedule(self, schedule: Any, r: int | Sequence[int] | None) -> list[Stage]:
         lay = self.layout
