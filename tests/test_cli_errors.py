@@ -211,3 +211,8 @@ def test_eval_geometry_overrides_must_be_positive(tmp_path, capsys, opt):
 def test_repeated_r_options_add_up(capsys):
     code, out, _ = run(["flops", "--model", "videomae-s", "--r", "8", "--r", "16"], capsys)
     assert code == 0 and "r=8" in out and "r=16" in out
+
+
+def test_demo_with_only_unreachable_targets_fails_before_the_work(capsys):
+    code, _, err = run(["demo", "--fast", "--targets", "0.05", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "demo", "no method reaches any of the FLOPs targets [0.05]")

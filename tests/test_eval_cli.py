@@ -114,3 +114,13 @@ def test_no_video_evaluated_exits_non_zero(setup, tmp_path, capsys):
     assert code == 1
     assert "0 of 2 videos evaluated, 2 failed" in captured.out.splitlines()[0]
     assert "no video could be evaluated" in _one_line_error(captured.err)
+
+
+def test_sampling_rate_with_ssv2_warns_that_it_is_ignored(tmp_path):
+    from stprune.errors import SettingError
+
+    with pytest.warns(UserWarning, match="ignored with --protocol ssv2"), pytest.raises(SettingError):
+        # limit=0 stops the run right after the settings are checked: no model is loaded
+        run_eval(
+            "demo", data=tmp_path / "l.txt", out=tmp_path / "o", protocol="ssv2", sampling_rate=2, limit=0
+        )

@@ -135,11 +135,19 @@ def run_demo(
 
     model, info = load_demo_model(), load_demo_info()
     flops = [measure_flops_rows(model, settings[:1])[0]]
+    notes = []
     for s in settings[1:]:
         try:
             flops.append(measure_flops_rows(model, [settings[0], s])[1])
         except SettingError as err:  # e.g. ToMe's constant r cannot go that low on a shallow model
-            (on_skip or tqdm.write)(f"skipped {s.method} {s.label}: {err}")
+            notes.append(f"skipped {s.method} {s.label}: {err}")
+    if len(settings) > 1 and len(flops) == 1:  # nothing that was asked for can run: fail before the work
+        raise SettingError(
+            f"no method reaches any of the FLOPs targets {list(targets)} on the demo model; "
+            f"{notes[0][len('skipped ') :]}"
+        )
+    for note in notes:
+        (on_skip or tqdm.write)(note)
     frames, labels = _clips(num_clips, progress)
     rows: list[DemoRow] = []
     bar = tqdm(total=num_clips * len(flops), desc="evaluating", unit="clip", disable=not progress)

@@ -396,6 +396,11 @@ def run_eval(
     _check_int("--workers", workers, 0)
     if sampling_rate is not None:
         _check_int("--sampling-rate", sampling_rate, 1)
+        if protocol == "ssv2":
+            warnings.warn(
+                f"--sampling-rate {sampling_rate} is ignored with --protocol ssv2 (one frame per segment)",
+                stacklevel=2,
+            )
     if limit is not None:
         _check_int("--limit", limit, 1)
     if precision not in PRECISIONS:
