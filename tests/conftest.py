@@ -13,6 +13,12 @@ from transformers import (
 )
 
 
+def _swin_config(**kwargs: object):
+    from stprune.models import VideoSwinConfig
+
+    return VideoSwinConfig(**kwargs)
+
+
 def tiny_videomae(
     depth: int = 6,
     frames: int = 16,
@@ -61,6 +67,21 @@ def tiny_vivit(
         num_labels=labels,
     )
     return VivitForVideoClassification(cfg).eval()
+
+
+#: a small Video Swin, 8 x 64 x 64 clips: grids (4, 16, 16) -> (4, 8, 8) -> (4, 4, 4) -> (4, 2, 2);
+#: stages 1-2 shift on every axis, stage 3 keeps a (2, 4, 4) window that fills H and W (shift along
+#: T only), stage 4 shrinks it to (2, 2, 2) (the references' top-left bias-index corner case)
+TINY_SWIN = _swin_config(
+    embed_dim=16,
+    depths=(2, 2, 4, 2),
+    num_heads=(1, 2, 2, 4),
+    num_classes=5,
+    patch_size=(2, 4, 4),
+    window_size=(2, 4, 4),
+    num_frames=8,
+    image_size=64,
+)
 
 
 def clip(

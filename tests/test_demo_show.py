@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_videomae, tiny_vivit
+from conftest import TINY_SWIN, tiny_videomae, tiny_vivit
 
 import stprune
 from stprune.adapters.base import InputGrid
@@ -25,19 +25,8 @@ from stprune.demo.show import (
 from stprune.demo.synthetic import generate_clip
 from stprune.demo.videos import write_mp4
 from stprune.errors import SettingError
-from stprune.models import VideoSwin, VideoSwinConfig, get_adapter
+from stprune.models import VideoSwin, get_adapter
 
-# 8 frames of 64 px: grids (4, 16, 16) -> (4, 8, 8) -> (4, 4, 4) -> (4, 2, 2)
-TINY_SWIN = VideoSwinConfig(
-    embed_dim=16,
-    depths=(2, 2, 4, 2),
-    num_heads=(1, 2, 2, 4),
-    num_classes=5,
-    patch_size=(2, 4, 4),
-    window_size=(2, 4, 4),
-    num_frames=8,
-    image_size=64,
-)
 MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
 

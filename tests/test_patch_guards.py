@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import clip, tiny_videomae, tiny_vivit
+from conftest import TINY_SWIN, clip, tiny_videomae, tiny_vivit
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import VideoMAEForVideoClassification
@@ -15,7 +15,7 @@ import stprune
 from stprune.bench.flops import count_macs
 from stprune.core.tokens import gather_tokens
 from stprune.errors import SettingError, UnsupportedModelError
-from stprune.models import VideoSwin, VideoSwinConfig, get_adapter
+from stprune.models import VideoSwin, get_adapter
 
 # ----- VideoMAE without mean pooling: the head reads token 0 -----------------------------------
 
@@ -256,16 +256,7 @@ def test_random_selection_is_a_function_of_the_clip(build):
     assert torch.allclose(batched[2], alone[0], atol=1e-5, rtol=0)
 
 
-SWIN = VideoSwinConfig(
-    embed_dim=16,
-    depths=(2, 2, 4, 2),
-    num_heads=(1, 2, 2, 4),
-    num_classes=5,
-    patch_size=(2, 4, 4),
-    window_size=(2, 4, 4),
-    num_frames=8,
-    image_size=64,
-)
+SWIN = TINY_SWIN
 
 
 def test_random_selection_is_a_function_of_the_clip_on_video_swin():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_SWIN
 
 import stprune
 from stprune.architectures.video_swin.weights import export_state_dict
@@ -32,19 +33,7 @@ from stprune.pruning.window_grid import (
     token_windows,
 )
 
-# grids (4, 16, 16) -> (4, 8, 8) -> (4, 4, 4) -> (4, 2, 2) for 8 x 64 x 64 clips: stage 1-2 shift on
-# every axis, stage 3 keeps a (2, 4, 4) window that fills H and W (shift along T only), stage 4
-# shrinks it to (2, 2, 2) (the references' top-left bias-index corner case)
-TINY = VideoSwinConfig(
-    embed_dim=16,
-    depths=(2, 2, 4, 2),
-    num_heads=(1, 2, 2, 4),
-    num_classes=5,
-    patch_size=(2, 4, 4),
-    window_size=(2, 4, 4),
-    num_frames=8,
-    image_size=64,
-)
+TINY = TINY_SWIN  # see conftest: the windows' corner cases all occur on it
 R_DEEP = [6, 6, 5, 4, 3, 2]  # per point of the default schedule (after blocks 0, 2, 4, 5, 6, 8)
 
 
