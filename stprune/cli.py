@@ -69,16 +69,22 @@ def device_arg(text: str) -> str:
     return name
 
 
-def output_file(text: str) -> str:
-    """argparse type: a file path that can be written (checked before the run; folders are created)."""
-    from stprune.bench.report import check_writable
+def _as_argument_error(check: Callable[[str, str], object], text: str, what: str) -> str:
+    """``text`` if ``check(text, what)`` passes; its SettingError as argparse's one-line error."""
     from stprune.errors import SettingError
 
     try:
-        check_writable(text, "output file")
+        check(text, what)
     except SettingError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file path that can be written (checked before the run; folders are created)."""
+    from stprune.bench.report import check_writable
+
+    return _as_argument_error(check_writable, text, "output file")
 
 
 def plot_file(text: str) -> str:
@@ -100,13 +106,8 @@ def plot_file(text: str) -> str:
 def output_dir(text: str) -> str:
     """argparse type: a folder files can be written in, or one that can be created."""
     from stprune.bench.report import check_writable_dir
-    from stprune.errors import SettingError
 
-    try:
-        check_writable_dir(text, "output folder")
-    except SettingError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
+    return _as_argument_error(check_writable_dir, text, "output folder")
 
 
 # --------------------------------------------------------------------------------------------
