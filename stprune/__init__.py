@@ -5,7 +5,16 @@ stprune.patch(model, method="sta", r=64)   # in place, returns model
 stprune.unpatch(model)                      # back to the original
 """
 
-from stprune.api import PatchInfo, is_patched, last_trace, patch, patch_info, unpatch
+from stprune.api import (
+    PatchInfo,
+    is_patched,
+    last_macs,
+    last_trace,
+    patch,
+    patch_info,
+    restore_tokens,
+    unpatch,
+)
 from stprune.core.schedule import Stage
 from stprune.pruning.trace import GridTrace, SequenceTrace, StageTrace, Trace
 
@@ -17,6 +26,8 @@ __all__ = [
     "is_patched",
     "patch_info",
     "last_trace",
+    "last_macs",
+    "restore_tokens",
     "PatchInfo",
     "Stage",
     "Trace",

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from stprune.adapters import get_adapter
@@ -16,7 +17,17 @@ from stprune.pruning import build_pruner
 from stprune.pruning.resolve import check_setting
 from stprune.pruning.trace import Pruner, Trace
 
-__all__ = ["patch", "unpatch", "is_patched", "patch_info", "last_trace", "check_setting", "PatchInfo"]
+__all__ = [
+    "patch",
+    "unpatch",
+    "is_patched",
+    "patch_info",
+    "last_trace",
+    "last_macs",
+    "restore_tokens",
+    "check_setting",
+    "PatchInfo",
+]
 
 _ATTR = "_stprune"
 
@@ -31,7 +42,9 @@ class PatchInfo:
         method: method name.
         stages: the stages with their r.
         plan: planned tokens per block for the model's configured input.
-        macs: estimated multiply-accumulates of one sample's forward (pruned).
+        macs: estimated multiply-accumulates of one sample's forward (pruned). For a method that
+            decides per clip how many tokens to keep (RLT's threshold mode) the unpruned upper
+            bound; :func:`last_macs` then gives what each clip used.
         macs_unpruned: the same without pruning.
     """
 
@@ -64,8 +77,9 @@ def patch(
 
     Args:
         model: a supported video transformer (see ``stprune.models.supported_models()``).
-        method: ``"sta"`` or another registered method (or a :class:`Method` instance).
-        r: tokens dropped from every group at every stage, or one value per stage.
+        method: ``"sta"``, ``"tome"``, ``"random"``, ``"rlt"`` (or a :class:`Method` instance).
+        r: tokens dropped from every group at every stage, or one value per stage (RLT: tokens
+            of the T0 x N grid dropped per clip, before block 0).
         flops_target: instead of r, the wanted FLOPs ratio in (0, 1]; the r (same for every
             stage) with the largest ratio not above it is chosen.
         schedule: ``"paper"`` (after blocks 0, D//3, 2D//3 with T0, T0/2, T0/4 groups, the
@@ -74,8 +88,10 @@ def patch(
             default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe). On Video Swin,
             ``"paper"`` is the paper's three points inside every Swin stage and ``groups`` counts
             groups per window (see ``stprune.pruning.window_grid``).
-        options: model-family options, e.g. ``shifted_windows="static"`` for Video Swin (static
-            shapes, no host synchronisation); a family without options rejects any.
+        options: the method's options (RLT's ``threshold``: the paper's mode, tokens kept per clip
+            follow the data; RandomPruning's ``seed``), then model-family options, e.g.
+            ``shifted_windows="static"`` for Video Swin (static shapes, no host synchronisation);
+            a family without options rejects any.
 
     Raises:
         RuntimeError: the model is already patched.
@@ -91,7 +107,8 @@ def patch(
             "call stprune.unpatch(model) first"
         )
     adapter = get_adapter(model)
-    pruner = build_pruner(adapter, get_method(method), schedule, r, flops_target, **options)
+    options = dict(options)
+    pruner = build_pruner(adapter, get_method(method, options), schedule, r, flops_target, **options)
     pruner.install()
     setattr(model, _ATTR, pruner)
     return model
@@ -154,3 +171,85 @@ def last_trace(model: nn.Module) -> Trace:
     if p.trace is None:
         raise ValueError("the patched model has not run a forward pass yet")
     return p.trace
+
+
+def last_macs(model: nn.Module) -> torch.Tensor:
+    """(B,) int64 multiply-accumulates each clip of the model's last forward used.
+
+    For a method that keeps a different number of tokens per clip (RLT's threshold mode) each
+    clip's own cost, as if it ran alone (a batch computes the padding too, see
+    ``stprune.pruning.input_level``); otherwise every entry is the same, the cost of one clip of
+    that forward (exact, what ``FlopCounterMode`` counts for the batch, divided by B).
+    """
+    p = _pruner(model)
+    trace = last_trace(model)
+    per_clip = getattr(p, "macs_per_clip", None)
+    if per_clip is not None:
+        return per_clip()
+    return torch.full((trace.batch_size,), p.traced_macs(), dtype=torch.int64)
+
+
+def restore_tokens(
+    model: nn.Module, hidden: torch.Tensor, fill: str | float = "nearest_time"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter the encoder output of a patched model's last forward back into the T0 x N grid.
+
+    For feature extraction and dense tasks with a pruned ViT-family encoder: the tokens that
+    survived go back to their places in the grid (from :func:`last_trace`), the pruned places
+    are filled.
+
+    Args:
+        model: the patched model (ViT family) whose last forward produced ``hidden``.
+        hidden: (B, P + L, C) the encoder's output tokens (e.g. ``last_hidden_state``), the P
+            protected tokens outside the grid (ViViT's CLS) first, as the model returns them.
+        fill: ``"nearest_time"`` (a pruned place gets the features of the kept token at the same
+            spatial index in the nearest slot in time; ties: the earlier slot; 0 where no slot
+            kept that index) or a number (every channel).
+
+    Returns:
+        ``(grid, real)``: (B, T0 * N, C) tokens in grid order (slot * N + spatial index; the
+        protected tokens outside the grid are not in it) and (B, T0 * N) bool, True where the
+        place holds a token of ``hidden``.
+
+    Raises:
+        ValueError: the model is not patched or has not run; InputError: ``hidden`` does not
+        match the last forward; SettingError: the last forward merged tokens (ToMe: a merged token
+        stands for several places); UnsupportedModelError: a window model (Video Swin keeps
+        its grid).
+    """
+    from stprune.core.restore import restore_grid
+    from stprune.errors import InputError, SettingError
+    from stprune.pruning.trace import SequenceTrace
+
+    p = _pruner(model)
+    trace = last_trace(model)
+    if not isinstance(trace, SequenceTrace):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} keeps every token in its grid (pruned ones are skipped, not removed); "
+            "there is nothing to restore"
+        )
+    lay = get_adapter(model).layout()
+    b = trace.batch_size
+    if trace.stages:
+        last = trace.stages[-1]
+        if last.positions is None:
+            raise SettingError(
+                f"the last forward merged tokens (method {p.method.name!r}): a merged token stands for "
+                "several places, so tokens cannot be put back; use an index-pruning method (sta, random, rlt)"
+            )
+        positions = last.positions
+    else:
+        positions = (torch.arange(trace.input_tokens, device=hidden.device) + lay.grid_offset).expand(b, -1)
+    p_out = 0 if lay.protected_in_grid else trace.protected  # protected tokens outside the grid
+    expected = (b, p_out + positions.shape[1])
+    if hidden.dim() != 3 or tuple(hidden.shape[:2]) != expected:
+        raise InputError(
+            f"hidden must be (B, tokens, C) = ({expected[0]}, {expected[1]}, C) as the last forward "
+            f"returned; got {tuple(hidden.shape)}"
+        )
+    tokens = hidden[:, p_out:]
+    positions = positions.to(hidden.device)
+    if lay.protected_in_grid and trace.protected:  # token 0 is grid place 0 and is not in positions
+        head = torch.arange(trace.protected, device=hidden.device).expand(b, -1)
+        positions = torch.cat([head, positions], dim=1)
+    return restore_grid(tokens, positions, (lay.num_slots, lay.tokens_per_slot), fill)

@@ -13,7 +13,7 @@ from stprune.methods import METHODS, RandomPruning, get_method
 
 
 def test_registry():
-    assert set(METHODS) == {"sta", "tome", "random"}
+    assert set(METHODS) == {"sta", "tome", "random", "rlt"}
     assert isinstance(get_method("random"), RandomPruning)
 
 

@@ -39,6 +39,7 @@ from stprune.errors import InputError, SettingError, SettingTypeError
 
 __all__ = [
     "FIRST_SLOT_DIFFERENCE",
+    "check_threshold",
     "patch_differences",
     "static_mask",
     "keep_by_threshold",
@@ -65,7 +66,7 @@ def _check_int(name: str, value: object, low: int) -> int:
     return int(value)
 
 
-def _check_threshold(threshold: object) -> float:
+def check_threshold(threshold: object) -> float:
     if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
         raise SettingTypeError(
             f"threshold must be a real number; got {threshold!r} ({type(threshold).__name__})"
@@ -130,7 +131,7 @@ def static_mask(diff: torch.Tensor, threshold: float) -> torch.Tensor:
     Returns:
         (B, T0 * N) bool, True where the token is static; slot 0 (the first N) is always False.
     """
-    tau = _check_threshold(threshold)
+    tau = check_threshold(threshold)
     if diff.dim() != 3:
         raise InputError(f"diff must be (B, T0, N); got shape {tuple(diff.shape)}")
     static = ~(diff > tau)

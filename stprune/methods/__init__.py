@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from stprune.errors import SettingError, SettingTypeError
-from stprune.methods.base import ForwardContext, IndexPruningMethod, Method
+from stprune.methods.base import (
+    ForwardContext,
+    IndexPruningMethod,
+    InputSelection,
+    InputSelectionMethod,
+    Method,
+)
 from stprune.methods.random import RandomPruning
+from stprune.methods.rlt import RLT
 from stprune.methods.sta import STA
 from stprune.methods.tome import ToMe
 
@@ -15,17 +24,31 @@ __all__ = [
     "STA",
     "ToMe",
     "RandomPruning",
+    "RLT",
+    "InputSelection",
+    "InputSelectionMethod",
     "METHODS",
     "get_method",
 ]
 
 #: name -> class of every available method
-METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning, RLT)}
 
 
-def get_method(method: str | Method) -> Method:
-    """A method instance from its name (``"sta"``, ...) or an instance."""
+def get_method(method: str | Method, options: dict[str, Any] | None = None) -> Method:
+    """A method instance from its name (``"sta"``, ...) or an instance.
+
+    ``options``: keyword arguments of ``stprune.patch``; the ones the method takes
+    (``option_names``, e.g. RLT's ``threshold``) are removed from it and passed to its
+    constructor (an instance takes none).
+    """
     if isinstance(method, Method):
+        given = sorted(set(options or ()) & set(method.option_names))
+        if given:
+            raise SettingTypeError(
+                f"{given} configure the method; an instance of {type(method).__name__} is already "
+                f"configured: pass them to its constructor or give the method by name ({method.name!r})"
+            )
         return method
     if not isinstance(method, str):
         raise SettingTypeError(
@@ -34,4 +57,6 @@ def get_method(method: str | Method) -> Method:
         )
     if method not in METHODS:
         raise SettingError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[method]()
+    cls = METHODS[method]
+    mine = {k: options.pop(k) for k in list(options or ()) if k in cls.option_names} if options else {}
+    return cls(**mine)

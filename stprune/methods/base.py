@@ -16,7 +16,7 @@ import torch
 from stprune.core.schedule import Stage
 from stprune.core.tokens import gather_tokens
 
-__all__ = ["ForwardContext", "Method", "IndexPruningMethod"]
+__all__ = ["ForwardContext", "Method", "IndexPruningMethod", "InputSelection", "InputSelectionMethod"]
 
 
 @dataclass
@@ -54,6 +54,11 @@ class Method(ABC):
     #: wants ``ctx.sample_key`` (B,) int64: a key per clip computed from the clip's own values
     #: (``stprune.core.hashrand.content_keys``), so per-clip draws do not depend on the batch
     uses_sample_key: ClassVar[bool] = False
+    #: selects input tokens once, before block 0, from the input pixels (see
+    #: :class:`InputSelectionMethod`) instead of reducing tokens between blocks
+    input_level: ClassVar[bool] = False
+    #: keyword arguments of ``stprune.patch`` that configure the method (passed to its constructor)
+    option_names: ClassVar[tuple[str, ...]] = ()
 
     def max_r(self, n: int) -> int:
         """Largest r allowed for a group of ``n`` tokens (default: ceil(n / 2))."""
@@ -104,3 +109,59 @@ class IndexPruningMethod(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.keep_indices(x, keys, stage, ctx)
         return gather_tokens(x, idx), idx
+
+
+@dataclass(frozen=True)
+class InputSelection:
+    """The input tokens an :class:`InputSelectionMethod` keeps, per clip.
+
+    Attributes:
+        indices: (B, L) int64 indices into the T0 * N token grid (slot-major, ``t * N + n``), in
+            ascending order; ``-1`` pads a clip that keeps fewer than L tokens.
+        valid: (B, L) bool, ``indices >= 0``; ``None`` when every clip keeps all L (no padding).
+        counts: (B,) int64 tokens kept per clip.
+    """
+
+    indices: torch.Tensor
+    valid: torch.Tensor | None
+    counts: torch.Tensor
+
+
+class InputSelectionMethod(Method):
+    """A method that drops input tokens before the first block, from the input pixels (e.g. RLT).
+
+    It sees the clip the model receives (after its normalisation) as (B, T, C, H, W) and the
+    geometry of the tubelet embedding (frames per slot, pixels per token) that the adapter
+    describes; it never knows which model it runs in. The pruner gathers the kept tokens after
+    the embedding (their position embeddings included) and, for rotary-position models, passes
+    their grid positions to every block.
+    """
+
+    input_level: ClassVar[bool] = True
+    default_schedule: ClassVar[str] = "input"
+
+    #: whether :meth:`select` can decide per clip how many tokens to keep (``keep=None``)
+    adaptive: ClassVar[bool] = False
+
+    def check_budget(self) -> None:  # noqa: B027 - optional hook
+        """Raise ``SettingError`` if the method was configured in a way that a fixed budget
+        (``r`` / ``flops_target``) contradicts (e.g. RLT given a threshold as well)."""
+
+    @abstractmethod
+    def select(
+        self, pixels: torch.Tensor, tubelet: int, patch: tuple[int, int], keep: int | None
+    ) -> InputSelection:
+        """The tokens to keep.
+
+        Args:
+            pixels: (B, T, C, H, W) the model's input clip.
+            tubelet: frames per temporal slot.
+            patch: (ph, pw) pixels per token.
+            keep: tokens of the T0 x N grid every clip keeps (a fixed budget), or ``None``: the
+                method decides per clip (only asked of :attr:`adaptive` methods).
+        """
+
+    def reduce(
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise TypeError(f"{type(self).__name__} selects input tokens before block 0; it has no reduce()")

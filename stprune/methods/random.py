@@ -27,8 +27,15 @@ class RandomPruning(IndexPruningMethod):
 
     name: ClassVar[str] = "random"
     uses_sample_key: ClassVar[bool] = True
+    option_names: ClassVar[tuple[str, ...]] = ("seed",)
 
     def __init__(self, seed: int = 0) -> None:
+        import numbers
+
+        from stprune.errors import SettingTypeError
+
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise SettingTypeError(f"seed must be an int; got {seed!r} ({type(seed).__name__})")
         self.seed = int(seed)
 
     def keep_indices(

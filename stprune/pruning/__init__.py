@@ -3,6 +3,7 @@
 * :mod:`~stprune.pruning.resolve`: schedule, ``r`` / ``flops_target``, the uniform-r search.
 * :mod:`~stprune.pruning.trace`: what the last forward did (every family's trace type).
 * :mod:`~stprune.pruning.sequence`: token-sequence encoders (ViT family), via hooks.
+* :mod:`~stprune.pruning.input_level`: input-level methods (RLT), tokens dropped before block 0.
 * :mod:`~stprune.pruning.window_grid`: window-attention models (Video Swin), pruned in the grid.
 
 Dependencies run one way: core -> methods -> adapters -> pruning -> api.
@@ -16,6 +17,7 @@ from stprune.adapters.base import Adapter, SequenceAdapter
 from stprune.adapters.video_swin import VideoSwinAdapter
 from stprune.errors import UnsupportedModelError
 from stprune.methods.base import Method
+from stprune.pruning.input_level import build_input_pruner
 from stprune.pruning.sequence import build_sequence_pruner
 from stprune.pruning.trace import Pruner
 from stprune.pruning.window_grid import build_window_grid_pruner
@@ -31,6 +33,14 @@ def build_pruner(
     ``options`` are the family's own (e.g. ``shifted_windows`` for Video Swin); unknown ones
     raise ``SettingTypeError``.
     """
+    if method.input_level:
+        if isinstance(adapter, SequenceAdapter):
+            return build_input_pruner(adapter, method, schedule, r, flops_target, **options)
+        raise UnsupportedModelError(
+            f"method {method.name!r} drops tokens before the first block, but "
+            f"{type(adapter.model).__name__}'s windows and patch merging need the whole token grid "
+            "(stprune prunes window models inside their stages only); use 'sta' or 'random'"
+        )
     if isinstance(adapter, SequenceAdapter):
         return build_sequence_pruner(adapter, method, schedule, r, flops_target, **options)
     if isinstance(adapter, VideoSwinAdapter):

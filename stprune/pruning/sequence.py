@@ -227,7 +227,9 @@ class SequencePruner:
             )
         if torch.is_grad_enabled() and _in_backward():
             return  # block 0 recomputed by gradient checkpointing: this forward's state stays
-        self.trace = SequenceTrace(lay.depth, lay.protected, expected - lay.protected)
+        self.trace = SequenceTrace(
+            lay.depth, lay.protected, expected - lay.protected, batch_size=hidden.shape[0]
+        )
         self._keys.clear()
         self._ctx = ForwardContext()
         if self._sample_key is not None:

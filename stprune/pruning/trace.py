@@ -37,6 +37,11 @@ class StageTrace:
             (slot * N + spatial index); ``None`` once a merging method ran. Protected tokens are
             not in it (a protected grid token, e.g. VideoMAE's token 0 without mean pooling,
             keeps its own position, first).
+        counts: for a stage whose clips keep different numbers of tokens (RLT's threshold mode,
+            before block 0: ``stage.after_block == -1``), (B,) int64 tokens each clip kept;
+            ``kept`` and ``positions`` are then padded with -1 after a clip's last token and
+            ``tokens_out`` is the longest clip's count. ``None`` elsewhere (every clip keeps
+            ``tokens_out``).
     """
 
     index: int
@@ -45,16 +50,18 @@ class StageTrace:
     tokens_out: int
     kept: torch.Tensor | None
     positions: torch.Tensor | None
+    counts: torch.Tensor | None = None
 
 
 class Trace:
     """Token bookkeeping of the last forward of a patched model (every family's trace is one).
 
     ``stages`` are the pruning points that ran, in order; ``tokens_per_block`` the tokens each
-    block processed (per clip).
+    block processed (per clip); ``batch_size`` the clips of that forward.
     """
 
     stages: list[StageTrace]
+    batch_size: int
 
     @property
     def tokens_per_block(self) -> list[int]:
@@ -69,12 +76,17 @@ class SequenceTrace(Trace):
     protected: int
     input_tokens: int
     stages: list[StageTrace] = field(default_factory=list)
+    batch_size: int = 0
 
     @property
     def tokens_per_block(self) -> list[int]:
-        """Tokens (protected included) each block processed in the last forward."""
+        """Tokens (protected included) each block processed in the last forward (a padded batch:
+        the longest clip's)."""
         out, length, it = [], self.input_tokens, iter(self.stages)
         nxt = next(it, None)
+        while nxt is not None and nxt.stage.after_block < 0:  # an input stage, before block 0
+            length = nxt.tokens_out
+            nxt = next(it, None)
         for block in range(self.depth):
             out.append(length + self.protected)
             if nxt is not None and nxt.stage.after_block == block:
@@ -114,6 +126,7 @@ class GridTrace(Trace):
 
     blocks: list[BlockCost] = field(default_factory=list)
     stages: list[GridStageTrace] = field(default_factory=list)  # type: ignore[assignment]
+    batch_size: int = 0
 
     @property
     def tokens_per_block(self) -> list[int]:
@@ -135,6 +148,10 @@ class Pruner(Protocol):
     macs: int
     macs_unpruned: int
     trace: Trace | None
+
+    def traced_macs(self) -> int:
+        """MACs of one clip of the last forward, as computed (what FlopCounterMode counts / batch)."""
+        ...
 
     def install(self) -> None: ...
 

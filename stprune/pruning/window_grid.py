@@ -490,7 +490,7 @@ class VideoSwinPruner:
 
     def _start(self, module: nn.Module, args: tuple, output: Tensor) -> None:
         self._current = self.plan_for(output.shape[1:4])  # raises before any block runs
-        self.trace = GridTrace()
+        self.trace = GridTrace(batch_size=output.shape[0])
         self._ctx = ForwardContext()
         if getattr(self.method, "uses_sample_key", False):
             self._ctx.sample_key = content_keys(args[0])  # per clip, whatever its batch
