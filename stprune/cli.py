@@ -531,7 +531,12 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     src.add_argument(
         "--video", metavar="FILE", default=None, help="a video file (PyAV), the model's frames spread over it"
     )
-    p.add_argument("--method", default="sta", choices=["sta", "random"], help="pruning method (default: sta)")
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=["sta", "random", "rlt"],
+        help="pruning method (default: sta; rlt with --rlt-threshold)",
+    )
     prune = p.add_mutually_exclusive_group()
     prune.add_argument(
         "--r",
@@ -546,7 +551,14 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         type=float,
         default=None,
-        help="FLOPs ratio in (0, 1] (default 0.7 when no --r)",
+        help="FLOPs ratio in (0, 1] (default 0.7 when no --r or --rlt-threshold)",
+    )
+    prune.add_argument(
+        "--rlt-threshold",
+        metavar="TAU",
+        type=float,
+        default=None,
+        help="RLT in its threshold mode (the paper's: 0.1), the tokens kept follow the clip",
     )
     p.add_argument(
         "--out", metavar="PNG", required=True, type=plot_file, help="image path (.png, .pdf, .svg, ...)"
@@ -557,15 +569,22 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 def _run_show(args: argparse.Namespace) -> int:
     from stprune.demo.show import show
 
+    if args.rlt_threshold is not None and args.method not in (None, "rlt"):
+        from stprune.errors import SettingError
+
+        raise SettingError(f"--rlt-threshold is RLT's setting; got --method {args.method}")
+    method = args.method or ("rlt" if args.rlt_threshold is not None else "sta")
+
     r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
     res = show(
         args.model,
         args.out,
         clip=args.clip,
         video=args.video,
-        method=args.method,
+        method=method,
         r=r,
         flops_target=args.flops_target,
+        threshold=args.rlt_threshold,
     )
     print(f"wrote {res.path}")
     print(res.title.replace("\n", "; "))

@@ -228,3 +228,29 @@ def test_show_refuses_what_it_cannot_draw(tmp_path, capsys):
     with pytest.raises(SettingError, match="one clip"):
         stprune.patch(model, method="sta", r=4)
         kept_masks(model, torch.cat([x, x]))
+
+
+@pytest.mark.parametrize(
+    ("args", "kw"),
+    [(["--rlt-threshold", "0.1"], {"threshold": 0.1}), (["--method", "rlt", "--r", "100"], {"r": 100})],
+)
+def test_show_draws_rlt_input_stage(tmp_path, capsys, args, kw):
+    out = tmp_path / "rlt.png"
+    assert main(["show", "--model", "demo", "--clip", "3", *args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    png_size(out)
+    model = load_demo_model()
+    _, x = demo_clip(3)
+    stprune.patch(model, method="rlt", **kw)
+    masks, _ = kept_masks(model, x)
+    st = stprune.last_trace(model).stages[0]
+    assert len(masks) == 1 and masks[0].label.startswith("input, before block 0")
+    assert sorted(np.flatnonzero(masks[0].mask.reshape(-1)).tolist()) == st.positions[0].tolist()
+    assert f"kept {masks[0].kept}/288 tokens" in printed
+    assert masks[0].mask[0].all()  # the first tubelet is always kept
+
+
+def test_show_rlt_threshold_needs_rlt(tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    assert main(["show", "--clip", "1", "--method", "sta", "--rlt-threshold", "0.1", "--out", out]) == 2
+    assert "--rlt-threshold" in capsys.readouterr().err

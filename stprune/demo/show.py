@@ -87,7 +87,7 @@ def kept_masks(model: nn.Module, pixel_values: torch.Tensor) -> tuple[list[Stage
     """Run a patched model on one clip and return, per pruning point, the kept tokens.
 
     Args:
-        model: a model patched with a pruning method that keeps token positions (sta, random).
+        model: a model patched with a pruning method that keeps token positions (sta, random, rlt).
         pixel_values: (1, T, C, H, W), normalised (frames first, whatever the model's layout).
 
     Returns:
@@ -107,15 +107,21 @@ def kept_masks(model: nn.Module, pixel_values: torch.Tensor) -> tuple[list[Stage
         if st.positions is None:
             raise SettingError(
                 f"method {stprune.patch_info(model).method!r} merges tokens, so kept positions do not exist; "
-                "show needs a pruning method (sta or random)"
+                "show needs a pruning method (sta, random or rlt)"
             )
         shape = tuple(int(v) for v in getattr(st, "grid", first))  # grid models: that stage's grid
         m = np.zeros(math.prod(shape), dtype=bool)
-        m[st.positions[0].cpu().numpy()] = True
+        pos = st.positions[0].cpu().numpy()
+        m[pos[pos >= 0]] = True
+        if grid.protected == 0 and getattr(trace, "protected", 0):  # a protected grid token is kept
+            m[: trace.protected] = True
         m = m.reshape(shape)
-        masks.append(
-            StageMask(f"after block {st.stage.after_block} (r={st.stage.r})", m, int(m.sum()), m.size)
-        )
+        if st.stage.after_block < 0:  # an input-level method (RLT), before block 0
+            how = "per clip" if st.stage.r is None else f"r={st.stage.r}"
+            label = f"input, before block 0 ({how})"
+        else:
+            label = f"after block {st.stage.after_block} (r={st.stage.r})"
+        masks.append(StageMask(label, m, int(m.sum()), m.size))
     return masks, logits
 
 
@@ -272,6 +278,7 @@ def show_model(
     method: str = "sta",
     r: int | list[int] | None = None,
     flops_target: float | None = None,
+    threshold: float | None = None,
 ) -> ShowResult:
     """Prune one clip in ``model`` and save the kept tokens of every pruning point as a PNG.
 
@@ -281,8 +288,9 @@ def show_model(
         frames: uint8 (T, H, W, 3) at the model's input size (see its adapter's ``input_grid``).
         mean / std: the model's per-channel normalisation of [0, 1] RGB.
         source: what the clip is, for the title.
-        method: a method that keeps positions (``"sta"`` or ``"random"``).
+        method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
         r / flops_target: the pruning setting (default: flops_target 0.7).
+        threshold: RLT's threshold mode instead (tokens kept follow the clip).
     """
     from stprune.eval.transforms import normalize
     from stprune.models import get_adapter
@@ -292,18 +300,21 @@ def show_model(
     if tuple(frames.shape) != want:
         raise InputError(f"frames have shape {tuple(frames.shape)}; the model takes {want} (T, H, W, 3)")
     x = normalize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), mean, std)[None]
-    if r is None and flops_target is None:
+    if r is None and flops_target is None and threshold is None:
         flops_target = DEFAULT_FLOPS_TARGET
     unpruned = int(_forward(model, grid, x).argmax(-1)[0])
-    stprune.patch(model, method=method, r=r, flops_target=flops_target)
+    options = {} if threshold is None else {"threshold": threshold}
+    stprune.patch(model, method=method, r=r, flops_target=flops_target, **options)
     try:
         info = stprune.patch_info(model)
         masks, logits = kept_masks(model, x)
+        ratio = float(stprune.last_macs(model)[0]) / info.macs_unpruned  # what this clip used
     finally:
         stprune.unpatch(model)
     pred = int(logits.argmax(-1)[0])
+    setting = f"threshold {threshold}, " if threshold is not None else ""
     title = (
-        f"{method}, FLOPs ratio {info.flops_ratio:.2f}: {source}\n"
+        f"{method}, {setting}FLOPs ratio {ratio:.2f}: {source}\n"
         f"prediction: {_class_name(model, pred)}; unpruned: {_class_name(model, unpruned)}"
     )
     fig = kept_figure(frames, masks, grid, title)
@@ -322,6 +333,7 @@ def show(
     method: str = "sta",
     r: int | list[int] | None = None,
     flops_target: float | None = None,
+    threshold: float | None = None,
 ) -> ShowResult:
     """What ``stprune show`` does: load a model, prune one clip and draw the kept tokens.
 
@@ -332,8 +344,9 @@ def show(
             for another model than the demo one its frames are resampled and resized to the
             model's input.
         video: a video file; the model's frame count spread over it, resized and centre-cropped.
-        method: a method that keeps positions (``"sta"`` or ``"random"``).
+        method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
         r / flops_target: the pruning setting (default: flops_target 0.7).
+        threshold: RLT's threshold mode instead (tokens kept follow the clip).
     """
     from stprune.architectures.loading import resolve_model
     from stprune.models import get_adapter
@@ -359,4 +372,4 @@ def show(
             source = (
                 f"synthetic demo clip {index} at {grid.num_frames}x{grid.image_size[0]}x{grid.image_size[1]}"
             )
-    return show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target)
+    return show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target, threshold)
