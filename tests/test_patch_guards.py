@@ -314,3 +314,26 @@ def test_video_swin_training_gradients_equal_a_central_difference(method):
                 p.sub_(sign * eps * direction[n])
     numeric = (values[0] - values[1]) / (2 * eps)
     assert abs(numeric - analytic) <= 1e-6 * abs(analytic)
+
+
+def test_a_merging_method_without_anchor_is_refused_at_patch_time_on_rope_models():
+    from stprune.adapters.hf_vjepa2 import HFVJEPA2Adapter
+    from stprune.methods import ToMe
+
+    class Unanchored(ToMe):  # merges, but does not say where a merged token sits
+        name = "unanchored"
+        sets_anchor = False
+
+        def reduce(self, x, keys, stage, ctx):
+            out, kept = super().reduce(x, keys, stage, ctx)
+            ctx.anchor = None
+            return out, kept
+
+    model = HFVJEPA2Adapter.example_model(seed=0)
+    with pytest.raises(UnsupportedModelError, match="rotates every token by its grid position"):
+        stprune.patch(model, Unanchored(), r=2)  # before any forward
+    assert not stprune.is_patched(model)
+    other = tiny_videomae()
+    stprune.patch(other, Unanchored(), r=2)  # no rotary positions: merging needs no anchor
+    with torch.no_grad():
+        assert torch.isfinite(other(pixel_values=clip()).logits).all()

@@ -57,6 +57,9 @@ class Method(ABC):
     #: selects input tokens once, before block 0, from the input pixels (see
     #: :class:`InputSelectionMethod`) instead of reducing tokens between blocks
     input_level: ClassVar[bool] = False
+    #: a merging method (``tracks_size``) that sets ``ctx.anchor`` in :meth:`reduce`: where each
+    #: merged token sits, needed by models that rotate tokens by their grid position (V-JEPA 2)
+    sets_anchor: ClassVar[bool] = False
     #: keyword arguments of ``stprune.patch`` that configure the method (passed to its constructor)
     option_names: ClassVar[tuple[str, ...]] = ()
 

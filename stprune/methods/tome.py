@@ -26,6 +26,7 @@ class ToMe(Method):
 
     name: ClassVar[str] = "tome"
     tracks_size: ClassVar[bool] = True
+    sets_anchor: ClassVar[bool] = True
     default_schedule: ClassVar[str] = "every"
 
     def scoring_macs(self, n: int, groups: int, r: int, key_dim: int) -> int:

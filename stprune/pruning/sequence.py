@@ -178,6 +178,12 @@ class SequencePruner:
         if first is None:
             return  # nothing pruned: the model runs as it is
         if self.adapter.needs_positions:
+            if self.method.tracks_size and not self.method.sets_anchor:
+                raise UnsupportedModelError(
+                    f"{type(self.adapter.model).__name__} rotates every token by its grid position, but "
+                    f"method {self.method.name!r} merges tokens without saying where each merged token sits "
+                    "(sets_anchor / ctx.anchor); use an index-pruning method such as 'sta'"
+                )
             if lay.protected:
                 raise UnsupportedModelError(
                     f"{type(self.adapter.model).__name__}: positions of protected tokens are not tracked"
