@@ -6,6 +6,8 @@ interleaved over several rounds so that load drift on a shared machine hits all 
 
     python benchmarks/cpu_vit.py                       # README table (about 10 min on 2 cores)
     python benchmarks/cpu_vit.py --quick               # smoke run: videomae-s, 1 round, 1 iter
+    python benchmarks/cpu_vit.py --methods sta rlt tome random --r --flops-target 0.7 0.5
+                                                       # the methods side by side at matched FLOPs
 
 Prints a markdown table and writes JSON to benchmarks/results/.
 """
@@ -28,6 +30,7 @@ from stprune.bench.report import compact_tokens
 
 def main() -> None:
     ap = cpu_timing_parser(__doc__, "videomae-b", [16, 32, 40, 48, 64])
+    ap.add_argument("--methods", nargs="+", default=["sta"], help="methods timed at every setting")
     args = ap.parse_args()
     if args.quick:
         args.model, args.r, args.flops_target = "videomae-s", [64], [0.7]
@@ -36,7 +39,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     model = load_model(args.model)
-    rows = measure_flops_rows(model, make_settings(args.r, args.flops_target))
+    rows = measure_flops_rows(model, make_settings(args.r, args.flops_target, methods=args.methods))
     rows = measure_speed_rows(
         model,
         rows,
@@ -53,14 +56,15 @@ def main() -> None:
         f"{datetime.date.today()}\n"
     )
     print(
-        "| setting | r per stage | GFLOPs | FLOPs ratio | latency (ms) | clips/s | speed-up | 1/ratio "
+        "| method | setting | r per stage | GFLOPs | FLOPs ratio | latency (ms) | clips/s | speed-up | 1/ratio "
         "| speed-up / (1/ratio) | tokens per block |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         s = r.speed
         eff = r.speedup * r.ratio
         cells = [
+            r.setting.method or "none",
             r.setting.label,
             ",".join(map(str, r.r_per_stage)) or "-",
             f"{r.gflops:.1f}",
