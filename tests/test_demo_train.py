@@ -83,3 +83,30 @@ def test_decoy_ramp():
     assert ramp(20 * 4) == DECOY_PROB and ramp(10**6) == DECOY_PROB
     with pytest.raises(ValueError, match="start"):
         DecoyRamp(5, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "words"),
+    [
+        ("train", ["--steps", "0"], "--steps: must be an integer >= 1; got 0"),
+        ("train", ["--batch-size", "x"], "got 'x'"),
+        ("train", ["--lr", "-1"], "--lr must be >= 0"),
+        ("train", ["--decoy-ramp", "0.8", "0.2"], "0 <= START <= END <= 1"),
+        ("train", ["--label-smoothing", "1"], "< 1"),
+        ("check", ["--num", "0"], "--num: must be an integer >= 1"),
+        ("check", ["--flops-target", "1.5"], "FLOPs ratio in (0, 1]"),
+        ("check", ["--method", "nope"], "invalid choice"),
+        ("check", ["--weights", "/no/such/file.safetensors"], "needs the file"),
+    ],
+)
+def test_developer_scripts_refuse_bad_values_in_one_line(module, args, words, tmp_path, capsys):
+    from stprune.demo import check, train
+
+    main = {"train": train.main, "check": check.main}[module]
+    argv = ["--out", str(tmp_path / "run"), *args] if module == "train" else args
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # nothing was started

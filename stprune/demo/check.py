@@ -8,7 +8,6 @@ Prints one line per measurement; the numbers in the demo's docs come from this s
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -55,22 +54,26 @@ def clips_per_second(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m stprune.demo.check``."""
-    p = argparse.ArgumentParser(prog="python -m stprune.demo.check", description=__doc__.split("\n")[0])
+    from stprune.argtypes import OneLineParser, flops_ratio, nonnegative_int, positive_int
+    from stprune.methods import METHODS
+
+    p = OneLineParser(prog="python -m stprune.demo.check", description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, default=DEMO_WEIGHTS)
-    p.add_argument("--num", type=int, default=600, help="validation clips")
-    p.add_argument("--seed", type=int, default=DEFAULT_VAL_SEED, help="validation split seed")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--flops-target", type=float, nargs="*", default=[0.9, 0.8, 0.7, 0.6, 0.5])
-    p.add_argument("--method", default="sta")
+    p.add_argument("--num", type=positive_int, default=600, help="validation clips")
+    p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_VAL_SEED, help="validation split seed")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--flops-target", type=flops_ratio, nargs="*", default=[0.9, 0.8, 0.7, 0.6, 0.5])
+    p.add_argument("--method", default="sta", choices=sorted(METHODS))
     p.add_argument("--mp4", action="store_true", help="also score clips written to mp4 and decoded")
     args = p.parse_args(argv)
-    if args.num < 1:
-        raise ValueError(f"--num must be >= 1, got {args.num}")
+    weights = args.weights.with_suffix(".json")
+    if not args.weights.is_file() or not weights.is_file():
+        p.error(f"--weights {str(args.weights)!r}: needs the file and its {weights.name} beside it")
     torch.set_num_threads(args.threads)
     from stprune.demo.evaluate import evaluate_top1
 
-    info = load_demo_info(args.weights.with_suffix(".json"))
+    info = load_demo_info(weights)
     model = load_demo_model(args.weights)
     print(f"machine: torch {torch.__version__}, {torch.get_num_threads()} threads")
 

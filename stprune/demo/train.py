@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from stprune.argtypes import OneLineParser, nonnegative_int, positive_int
 from stprune.demo.dataset import IMAGENET_MEAN, IMAGENET_STD, SyntheticVideoDataset
 from stprune.demo.evaluate import evaluate_top1
 from stprune.demo.model import build_demo_model, demo_config
@@ -34,16 +35,21 @@ from stprune.demo.synthetic import CLASS_NAMES, DECOY_PROB, DEFAULT_TRAIN_SEED, 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the training script."""
-    p = argparse.ArgumentParser(prog="python -m stprune.demo.train", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m stprune.demo.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument(
-        "--seed", type=int, default=DEFAULT_TRAIN_SEED, help="seed of the init and of the training clips"
+        "--seed",
+        type=nonnegative_int,
+        default=DEFAULT_TRAIN_SEED,
+        help="seed of the init and of the training clips",
     )
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=positive_int, default=4000)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps before the cosine decay")
+    p.add_argument(
+        "--warmup", type=nonnegative_int, default=200, help="linear warm-up steps before the cosine decay"
+    )
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument(
         "--decoy-ramp",
@@ -55,14 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         "task's (validation) share at END * steps (fractions of --steps; 0 0: decoys from the start)",
     )
     p.add_argument(
-        "--val-every", type=int, default=500, help="steps between validations (0: only at the end)"
+        "--val-every",
+        type=nonnegative_int,
+        default=500,
+        help="steps between validations (0: only at the end)",
     )
-    p.add_argument("--val-num", type=int, default=600, help="validation clips")
-    p.add_argument("--val-seed", type=int, default=DEFAULT_VAL_SEED)
-    p.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
+    p.add_argument("--val-num", type=positive_int, default=600, help="validation clips")
+    p.add_argument("--val-seed", type=nonnegative_int, default=DEFAULT_VAL_SEED)
+    p.add_argument("--save-every", type=positive_int, default=250, help="steps between resumable checkpoints")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes generating clips")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--workers", type=nonnegative_int, default=1, help="DataLoader worker processes generating clips"
+    )
     return p
 
 
@@ -246,7 +257,16 @@ def train(args: argparse.Namespace, command: str) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m stprune.demo.train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    start, end = args.decoy_ramp
+    if not 0 <= start <= end <= 1:
+        parser.error(f"--decoy-ramp needs 0 <= START <= END <= 1 (fractions of --steps); got {start} {end}")
+    for name in ("lr", "weight_decay", "label_smoothing"):
+        value = getattr(args, name)
+        if not (value >= 0 and value == value) or (name == "label_smoothing" and value >= 1):
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} must be >= 0{' and < 1' if name == 'label_smoothing' else ''}; got {value}")
     command = "python -m stprune.demo.train " + " ".join(shlex.quote(a) for a in argv)
     train(args, command)
     return 0
