@@ -67,10 +67,15 @@ def test_train_writes_loadable_model_and_resumes_identically(tmp_path):
 
 
 def test_bad_arguments_raise(tmp_path):
+    # train() called from Python (not through the parser, which refuses these while parsing)
+    args = _args(tmp_path)
+    args.steps = 0
     with pytest.raises(ValueError, match="steps"):
-        train(_args(tmp_path, "--steps", "0"), "cmd")
+        train(args, "cmd")
+    args = _args(tmp_path)
+    args.decoy_ramp = (0.8, 0.2)
     with pytest.raises(ValueError, match="decoy-ramp"):
-        train(_args(tmp_path, "--decoy-ramp", "0.8", "0.2"), "cmd")
+        train(args, "cmd")
 
 
 def test_decoy_ramp():
