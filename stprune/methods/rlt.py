@@ -10,8 +10,9 @@ Tokens that repeat the token one tubelet earlier are dropped before the first bl
   smallest differences are dropped, so RLT can be compared with other methods at equal FLOPs.
 
 ``tau`` is in units of the input the model receives. The paper's 0.1 is for ImageNet-normalised
-input (std about 0.225); for a model fed ``(x - 0.5) / 0.5`` (Hugging Face's VideoMAE processors)
-the same pixel change is 0.225 / 0.5 = 0.45 times as large, so ``threshold=0.045`` matches it.
+input (std about 0.225); for a model fed ``(x - 0.5) / 0.5`` (the default of transformers'
+VideoMAE processor class) the same pixel change is 0.225 / 0.5 = 0.45 times as large, so
+``threshold=0.045`` matches it.
 """
 
 from __future__ import annotations
