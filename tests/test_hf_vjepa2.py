@@ -31,7 +31,7 @@ from stprune.core.hashrand import content_keys
 from stprune.core.merge import bipartite_plan, merge_weighted
 from stprune.core.schedule import Stage
 from stprune.core.sta import sta_keep_indices
-from stprune.errors import InputError
+from stprune.errors import InputError, SettingError, SettingTypeError
 from stprune.methods import get_method
 from stprune.methods.base import ForwardContext
 from stprune.methods.random import RandomPruning
@@ -43,13 +43,17 @@ DEPTH, SLOTS, PER_SLOT = 6, 8, 16
 
 
 def tiny_vjepa2(
-    base: bool = False, dtype: torch.dtype = torch.float64, attn: str = "sdpa", seed: int = 0
+    base: bool = False,
+    dtype: torch.dtype = torch.float64,
+    attn: str = "sdpa",
+    seed: int = 0,
+    frames: int = 16,
 ) -> nn.Module:
-    """Random V-JEPA 2: 6 blocks, 16 frames of 64^2 (8 slots x 16 tokens), width 64, 4 heads
-    (head_dim 16: RoPE rotates 3 x 4 dims, 4 stay), 2 pooler layers, a 2-layer predictor."""
+    """Random V-JEPA 2: 6 blocks, ``frames`` (16) frames of 64^2 (8 slots x 16 tokens), width 64, 4
+    heads (head_dim 16: RoPE rotates 3 x 4 dims, 4 stay), 2 pooler layers, a 2-layer predictor."""
     torch.manual_seed(seed)
     cfg = VJEPA2Config(
-        crop_size=64, frames_per_clip=16, patch_size=16, tubelet_size=2, hidden_size=64,
+        crop_size=64, frames_per_clip=frames, patch_size=16, tubelet_size=2, hidden_size=64,
         num_attention_heads=4, num_hidden_layers=DEPTH, num_pooler_layers=2, pred_hidden_size=32,
         pred_num_attention_heads=2, pred_num_hidden_layers=2, num_labels=5, attn_implementation=attn,
     )  # fmt: skip
@@ -411,3 +415,153 @@ def test_eval_loading_feeds_pixel_values_videos(tmp_path):
     views = vjepa2_clip(dtype=torch.float32)
     with torch.no_grad():
         assert torch.equal(resolved.logits(views), model(pixel_values_videos=views).logits)
+
+
+# another frame count: the num_frames option ---------------------------------------------------------
+
+
+def _patched_at(model: nn.Module, frames: int, **kw) -> None:
+    stprune.patch(model, num_frames=frames, **kw)
+
+
+@pytest.mark.parametrize("base", [False, True], ids=["classifier", "encoder"])
+@pytest.mark.parametrize(
+    ("method", "kw"),
+    [("sta", dict(r=3)), ("sta", dict(r=[2, 5, 7])), ("random", dict(r=4)), ("tome", dict(r=8))],
+    ids=["sta", "sta-per-stage", "random", "tome"],
+)
+def test_num_frames_plans_for_another_frame_count_and_equals_the_reference(base, method, kw):
+    """A model whose config says 4 frames (2 slots), patched for 8 (4 slots: the paper schedule
+    then has 4, 2, 1 groups), equals the reference at 8 frames; a 4-frame clip is then refused."""
+    model = tiny_vjepa2(base=base, frames=4)
+    x = vjepa2_clip(batch=2, frames=8)
+    _patched_at(model, 8, method=method, **kw)
+    try:
+        info = stprune.patch_info(model)
+        got = _out(model, x)
+        trace = stprune.last_trace(model)
+        with pytest.raises(InputError, match=r"4 frames .*num_frames=8") as refused:
+            _out(model, vjepa2_clip(batch=1, frames=4))
+    finally:
+        stprune.unpatch(model)
+    assert "\n" not in str(refused.value)
+    if method != "tome":
+        assert [s.groups for s in info.stages] == [4, 2, 1]
+    assert info.plan.tokens_per_block[0] == 4 * PER_SLOT
+    ref = reference_forward(model, x, info.stages, method=method)
+    assert (got - ref[_key(model)]).abs().max().item() < TOL
+    if method != "tome":
+        assert torch.equal(trace.stages[-1].positions, ref["positions"])
+    assert model.config.frames_per_clip == 4  # the option does not change the model
+
+
+@pytest.mark.parametrize("base", [False, True], ids=["classifier", "encoder"])
+@pytest.mark.parametrize("kw", [dict(r=3), dict(r=0), dict(method="tome", r=8)], ids=["sta", "r0", "tome"])
+def test_num_frames_macs_equal_measured(base, kw):
+    model = tiny_vjepa2(base=base, dtype=torch.float32, frames=4)
+    inputs = {"pixel_values_videos": torch.randn(1, 8, 3, 64, 64)}
+    if base:
+        inputs["skip_predictor"] = True
+    unpruned = _measured_macs(model, inputs)
+    _patched_at(model, 8, **kw)
+    try:
+        info = stprune.patch_info(model)
+        measured = _measured_macs(model, inputs)
+    finally:
+        stprune.unpatch(model)
+    assert measured == info.macs
+    assert unpruned == info.macs_unpruned
+
+
+def test_num_frames_of_the_config_changes_nothing():
+    model, x = tiny_vjepa2(), vjepa2_clip()
+    stprune.patch(model, r=3)
+    default, info = _out(model, x), stprune.patch_info(model)
+    stprune.unpatch(model)
+    _patched_at(model, 16, r=3)
+    try:
+        assert torch.equal(_out(model, x), default)
+        assert stprune.patch_info(model) == info
+    finally:
+        stprune.unpatch(model)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (5, SettingError, r"num_frames=5 .*multiple of tubelet_size=2"),
+        (0, SettingError, r"num_frames=0 .*2, 4, 6"),
+        (1, SettingError, r"num_frames=1 .*>= 2"),
+        (-4, SettingError, r"num_frames=-4"),
+        (8.0, SettingTypeError, r"num_frames=8\.0 .*int"),
+        ("8", SettingTypeError, r"num_frames='8' .*int"),
+        (True, SettingTypeError, r"num_frames=True"),
+    ],
+)
+def test_bad_num_frames_are_one_line_errors(value, error, match):
+    model = tiny_vjepa2(frames=4)
+    with pytest.raises(error, match=match) as err:
+        _patched_at(model, value, r=1)
+    assert "\n" not in str(err.value)
+    assert not stprune.is_patched(model)
+
+
+def test_paper_schedule_needs_slots_divisible_by_4():
+    """12 frames = 6 slots: the paper's T0 / 4 groups do not exist; the error says so, "every" works."""
+    model = tiny_vjepa2(frames=4)
+    with pytest.raises(SettingError, match=r"T0/4 groups.*multiple of 4; got T0=6") as err:
+        _patched_at(model, 12, r=1)
+    assert "\n" not in str(err.value)
+    _patched_at(model, 12, schedule="every", method="tome", r=2)
+    try:
+        assert _out(model, vjepa2_clip(batch=1, frames=12)).shape == (1, 5)
+    finally:
+        stprune.unpatch(model)
+
+
+@pytest.mark.parametrize("family", ["HFVideoMAEAdapter", "HFVivitAdapter", "VideoSwinAdapter"])
+def test_other_families_reject_num_frames(family):
+    import stprune.adapters as adapters
+
+    model = getattr(adapters, family).example_model()
+    with pytest.raises(SettingTypeError, match="num_frames") as err:
+        stprune.patch(model, r=1, num_frames=8)
+    assert "\n" not in str(err.value)
+    assert not stprune.is_patched(model)
+
+
+def test_eval_loading_num_frames_sets_the_frame_count(tmp_path):
+    """``resolve_model(num_frames=)`` (``stprune eval --num-frames``): a V-JEPA 2 runs at that count."""
+    from stprune.architectures.loading import resolve_model
+
+    tiny_vjepa2(dtype=torch.float32, frames=4).save_pretrained(tmp_path)
+    resolved = resolve_model(str(tmp_path), num_frames=8)
+    assert resolved.preprocessing.num_frames == resolved.model.config.frames_per_clip == 8
+    stprune.patch(resolved.model, r=2)
+    try:
+        assert [s.groups for s in stprune.patch_info(resolved.model).stages] == [4, 2, 1]
+        assert resolved.logits(vjepa2_clip(batch=1, frames=8, dtype=torch.float32)).shape == (1, 5)
+    finally:
+        stprune.unpatch(resolved.model)
+    with pytest.raises(SettingError, match=r"num_frames=7 .*multiple of tubelet_size=2"):
+        resolve_model(str(tmp_path), num_frames=7)
+    with pytest.raises(SettingError, match="--image-size"):
+        resolve_model(str(tmp_path), image_size=32)
+
+
+def test_eval_loading_num_frames_for_vjepa2_presets(monkeypatch):
+    from stprune.architectures import loading
+
+    def on_meta(name: str) -> nn.Module:  # the preset's config without 300M random weights
+        with torch.device("meta"):
+            return build_preset(name)
+
+    monkeypatch.setattr(loading, "build_preset", on_meta)
+    resolve_model = loading.resolve_model
+    resolved = resolve_model("vjepa2-l-fpc16", num_frames=8)
+    assert resolved.preprocessing.num_frames == resolved.model.config.frames_per_clip == 8
+    assert resolved.preprocessing.short_side == 292
+    with pytest.raises(SettingError, match=r"--image-size: .*V-JEPA 2 preset takes --num-frames only"):
+        resolve_model("vjepa2-l-fpc16", num_frames=8, image_size=128)
+    with pytest.raises(SettingError, match="--num-frames"):
+        resolve_model("videomae-s", num_frames=8)

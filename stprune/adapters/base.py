@@ -181,6 +181,21 @@ class SequenceAdapter(Adapter):
     def layout(self) -> EncoderLayout:
         """Blocks, key modules and token grid of the wrapped model."""
 
+    def with_options(self, **options: Any) -> SequenceAdapter:
+        """This adapter set up with the family options of ``stprune.patch`` (V-JEPA 2: ``num_frames``).
+
+        Returns an adapter for the same model (``self`` when nothing changes); the pruner plans,
+        counts and checks inputs with it. Default: the family takes no options, and any option
+        raises ``SettingTypeError`` naming them.
+        """
+        if options:
+            from stprune.errors import SettingTypeError
+
+            raise SettingTypeError(
+                f"{type(self.model).__name__} takes no pruning options; got {sorted(options)}"
+            )
+        return self
+
     @property
     def mean_pooled(self) -> bool:
         """Whether the head averages the encoder's output tokens (size-weighting matters then)."""

@@ -3,8 +3,10 @@
 
 No CLS token. Blocks rotate queries and keys by each token's id in the T0 x H/p x W/p grid
 (3D RoPE), which ``VJEPA2Layer`` takes as ``position_mask``: after pruning, the engine passes
-every later block the kept tokens' ids (``needs_positions``). STA scores with the key
-projection's output, before rotation. The classifier's head is an attentive pooler (self-
+every later block the kept tokens' ids (``needs_positions``). RoPE has no fixed-size position
+table, so the model runs at any frame count: ``stprune.patch(model, ..., num_frames=N)`` plans
+for N frames instead of ``config.frames_per_clip`` (the family's one pruning option). STA
+scores with the key projection's output, before rotation. The classifier's head is an attentive pooler (self-
 attention blocks over all remaining tokens, then cross-attention from one learned query);
 with ToMe its attention adds log(size) like the encoder's (proportional attention).
 """
@@ -23,14 +25,38 @@ from stprune.adapters.hf_attention import install_attention_bias
 from stprune.adapters.hf_base import HFVideoAdapter
 from stprune.core.flops import vit_block_macs
 from stprune.core.schedule import plural
-from stprune.errors import InputError, UnsupportedModelError
+from stprune.errors import InputError, SettingError, SettingTypeError, UnsupportedModelError
 
-__all__ = ["HFVJEPA2Adapter", "vjepa2_macs", "predictor_macs", "masked_eager_attention"]
+__all__ = ["HFVJEPA2Adapter", "check_num_frames", "vjepa2_macs", "predictor_macs", "masked_eager_attention"]
 
 
 def _mlp_width(hidden: int, ratio: float) -> int:
     """Hidden width of ``VJEPA2MLP``: ``int(hidden * ratio)`` exactly as HF computes it."""
     return int(hidden * ratio)
+
+
+def check_num_frames(value: Any, tubelet: int, name: str = "num_frames") -> int:
+    """``value`` as a V-JEPA 2 frame count: an int >= ``tubelet`` and a multiple of it.
+
+    Raises ``SettingTypeError`` (not an int) or ``SettingError`` (out of range), one line naming
+    the value and the allowed values.
+    """
+    allowed = f"{tubelet}, {2 * tubelet}, {3 * tubelet}, ..."
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingTypeError(
+            f"{name}={value!r} must be an int, a multiple of tubelet_size={tubelet} ({allowed}); "
+            f"got {type(value).__name__}"
+        )
+    if value < tubelet:
+        raise SettingError(
+            f"{name}={value!r} must be >= {tubelet}, a multiple of tubelet_size={tubelet} ({allowed})"
+        )
+    if value % tubelet:
+        raise SettingError(
+            f"{name}={value!r} must be a multiple of tubelet_size={tubelet} ({allowed}): each temporal slot "
+            f"embeds {tubelet} frames"
+        )
+    return value
 
 
 def vjepa2_macs(
@@ -40,8 +66,11 @@ def vjepa2_macs(
     *,
     pooler: bool,
     num_labels: int = 0,
+    frames: int | None = None,
 ) -> int:
     """Analytic matrix-product MACs of one sample's V-JEPA 2 forward (predictor skipped).
+
+    ``frames``: frames per clip (default ``cfg.frames_per_clip``).
 
     embedding  Conv3d: N0 * C * in_chans * t * p * p
     block      (L tokens): qkv 3 L C^2 + scores & weighted sum 2 L^2 C + proj L C^2 + MLP 2 L C I,
@@ -56,7 +85,7 @@ def vjepa2_macs(
     c = int(cfg.hidden_size)
     t, p = int(cfg.tubelet_size), int(cfg.patch_size)
     grid = int(cfg.crop_size) // p
-    n0 = (int(cfg.frames_per_clip) // t) * grid * grid
+    n0 = (int(cfg.frames_per_clip if frames is None else frames) // t) * grid * grid
     total = n0 * c * int(cfg.in_chans) * t * p * p
     inter = _mlp_width(c, cfg.mlp_ratio)
     total += sum(vit_block_macs(n, c, inter) for n in tokens_per_block)
@@ -122,9 +151,33 @@ class HFVJEPA2Adapter(HFVideoAdapter):
     No CLS token (nothing protected). Token order from the tubelet embedding is (T0, H/p, W/p)
     flattened, slot-major, so group g of a T0-group stage is temporal slot g, and a token's
     stprune grid position (slot * N + spatial index) is exactly HF's ``position_mask`` id.
+
+    ``num_frames``: frames per clip to plan for (default ``config.frames_per_clip``); HF's
+    encoder runs any count (its RoPE ids come from the token index), so only the plan, the cost
+    model and the input check depend on it. Set with ``stprune.patch(model, num_frames=N)``.
     """
 
     model_classes = ("VJEPA2ForVideoClassification", "VJEPA2Model")
+
+    def __init__(self, model: nn.Module, num_frames: int | None = None) -> None:
+        super().__init__(model)
+        self.num_frames = num_frames
+
+    def with_options(self, num_frames: Any = None, **options: Any) -> HFVJEPA2Adapter:
+        """This adapter planning for ``num_frames`` frames per clip (``None``: the config's).
+
+        Raises ``SettingTypeError`` for another option or a non-int, ``SettingError`` for a count
+        that is not a multiple of ``tubelet_size`` (>= it).
+        """
+        if options:
+            raise SettingTypeError(
+                f"{type(self.model).__name__} takes one pruning option, num_frames (frames per clip, "
+                f"default config.frames_per_clip); got {sorted(options)}"
+            )
+        if num_frames is None:
+            return self
+        frames = check_num_frames(num_frames, int(self.model.config.tubelet_size))
+        return type(self)(self.model, num_frames=frames)
 
     @classmethod
     def example_model(cls, seed: int = 0) -> nn.Module:
@@ -153,7 +206,7 @@ class HFVJEPA2Adapter(HFVideoAdapter):
         return isinstance(getattr(self.model, "pooler", None), nn.Module)
 
     def _geometry(self) -> tuple[int, int, int, int]:
-        """(frames, tubelet, crop, patch) from the config."""
+        """(frames, tubelet, crop, patch) from the config; frames: ``num_frames`` when set."""
         cfg = self.model.config
         patch = cfg.patch_size
         if not isinstance(patch, int):
@@ -161,7 +214,8 @@ class HFVJEPA2Adapter(HFVideoAdapter):
                 f"VJEPA2 patch_size must be one int (the model's Conv3d and RoPE grid use it for both axes); "
                 f"got {patch!r}"
             )
-        return int(cfg.frames_per_clip), int(cfg.tubelet_size), int(cfg.crop_size), patch
+        frames = int(cfg.frames_per_clip) if self.num_frames is None else self.num_frames
+        return frames, int(cfg.tubelet_size), int(cfg.crop_size), patch
 
     def layout(self) -> EncoderLayout:
         cfg = self.model.config
@@ -288,7 +342,8 @@ class HFVJEPA2Adapter(HFVideoAdapter):
     def example_inputs(
         self, batch_size: int = 1, device: Any = "cpu", dtype: torch.dtype = torch.float32
     ) -> dict:
-        """``pixel_values_videos`` (B, frames_per_clip, in_chans, crop, crop); VJEPA2Model also
+        """``pixel_values_videos`` (B, frames, in_chans, crop, crop) (frames: ``num_frames``, else
+        ``frames_per_clip``); VJEPA2Model also
         ``skip_predictor=True`` (the encoder alone, as patched)."""
         frames, _, crop, _ = self._geometry()
         shape = (batch_size, frames, int(self.model.config.in_chans), crop, crop)
@@ -298,7 +353,7 @@ class HFVJEPA2Adapter(HFVideoAdapter):
         return inputs
 
     def check_inputs(self, args: tuple, kwargs: dict) -> None:
-        """Raise ``InputError`` unless ``pixel_values_videos`` is (B, frames_per_clip, in_chans, crop, crop).
+        """Raise ``InputError`` unless ``pixel_values_videos`` is (B, frames, in_chans, crop, crop).
 
         The frame count fixes the token plan (T0 = frames / tubelet slots); the frame size fixes
         the grid the model's RoPE assumes (crop_size / patch_size per side).
@@ -310,10 +365,11 @@ class HFVJEPA2Adapter(HFVideoAdapter):
         if x.dim() != 5:
             raise InputError(f"pixel_values_videos must be (B, T, C, H, W); got shape {tuple(x.shape)}")
         if x.shape[1] != frames:
+            setup = f"frames_per_clip={frames}" if self.num_frames is None else f"num_frames={frames}"
             raise InputError(
                 f"pixel_values_videos has {x.shape[1]} frames but the model and its pruning schedule are set "
-                f"up for frames_per_clip={frames} ({plural(frames // tubelet, 'temporal slot')}); sample "
-                f"{frames} frames per clip, or set config.frames_per_clip before patching"
+                f"up for {setup} ({plural(frames // tubelet, 'temporal slot')}); sample {frames} frames per "
+                f"clip, or patch with stprune.patch(model, ..., num_frames={x.shape[1]})"
             )
         if tuple(x.shape[3:]) != (crop, crop):
             raise InputError(
@@ -333,5 +389,10 @@ class HFVJEPA2Adapter(HFVideoAdapter):
         """
         labels = self.model.classifier.out_features if self.is_classifier else 0
         return vjepa2_macs(
-            self.model.config, tokens_per_block, final_tokens, pooler=self.is_classifier, num_labels=labels
+            self.model.config,
+            tokens_per_block,
+            final_tokens,
+            pooler=self.is_classifier,
+            num_labels=labels,
+            frames=self._geometry()[0],
         )

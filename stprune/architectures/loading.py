@@ -14,11 +14,17 @@ One function, :func:`resolve_model`, understands every spelling (every CLI comma
   ``preprocessor_config.json`` (``image_mean`` / ``image_std``) when there is one.
 
 Input size and frame count come from the model config (``image_size``, ``num_frames``; V-JEPA 2:
-``crop_size``, ``frames_per_clip``), the clip goes in as the adapter's input name (V-JEPA 2:
-``pixel_values_videos``); mean /
+``crop_size``, ``frames_per_clip``, or ``num_frames=`` for V-JEPA 2, whose RoPE runs any count),
+the clip goes in as the adapter's input name (V-JEPA 2: ``pixel_values_videos``); mean /
 std default to the ImageNet values VideoMAE's training and test code normalises with (the Hugging
 Face ``VideoMAEImageProcessor``'s own default is 0.5 / 0.5: checkpoints say theirs in their
 processor config).
+
+Resize: the VideoMAE test code's (short side to the crop size, bilinear without antialiasing),
+except where the model's processor resizes the short side to another size: V-JEPA 2's
+``VJEPA2VideoProcessor`` (always ``int(crop * 256 / 224)``, also for a V-JEPA 2 without a
+processor config), or a processor config whose ``size.shortest_edge`` differs from the crop;
+then that short side with antialiased bilinear interpolation, as HF's processors resize.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ __all__ = [
     "ResolvedModel",
     "resolve_model",
     "load_model",
+    "vjepa2_short_side",
     "MODEL_HELP",
     "CHECKPOINT_SUFFIXES",
 ]
@@ -60,15 +67,25 @@ CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt", ".safete
 _LAYOUTS = ("BTCHW", "BCTHW")
 
 
+def vjepa2_short_side(crop: int) -> int:
+    """The short side V-JEPA 2's video processor resizes frames to before its ``crop`` centre crop:
+    ``int(crop * 256 / 224)`` (256 -> 292, 384 -> 438), as ``VJEPA2VideoProcessor`` computes it."""
+    return int(crop * 256 / 224)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What a model's input must look like.
 
-    ``image_size``: square crop side (short side is resized to it too); ``num_frames``: frames per
-    clip; ``mean`` / ``std``: per-channel normalisation of [0, 1] RGB; ``layout``: axis order of the
-    batch the model takes, ``"BTCHW"`` (HF VideoMAE / ViViT) or ``"BCTHW"`` (Video Swin, 3D CNNs);
-    ``sampling_rate``: the frame stride the model was trained with when its checkpoint records it
-    (the demo model: 1, every frame), else None (evaluation then uses its protocol's default).
+    ``image_size``: square crop side; ``num_frames``: frames per clip; ``mean`` / ``std``:
+    per-channel normalisation of [0, 1] RGB; ``layout``: axis order of the batch the model takes,
+    ``"BTCHW"`` (HF VideoMAE / ViViT) or ``"BCTHW"`` (Video Swin, 3D CNNs); ``sampling_rate``:
+    the frame stride the model was trained with when its checkpoint records it (the demo model:
+    1, every frame), else None (evaluation then uses its protocol's default); ``short_side``: the
+    short side frames are resized to before cropping, >= ``image_size`` (None: ``image_size``,
+    the VideoMAE test code's resize; V-JEPA 2: ``int(crop * 256 / 224)``); ``antialias``: resize
+    with antialiased bilinear interpolation (HF's processors) rather than plain bilinear (OpenCV's
+    ``INTER_LINEAR`` in the VideoMAE test code).
     """
 
     image_size: int
@@ -77,6 +94,18 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
     layout: str = "BTCHW"
     sampling_rate: int | None = None
+    short_side: int | None = None
+    antialias: bool = False
+
+    @property
+    def resize(self) -> dict[str, Any] | None:
+        """How frames are resized, for records: None for the VideoMAE test code's resize (short side
+        to ``image_size``, bilinear without antialiasing), else ``{"short_side", "interpolation",
+        "antialias"}``."""
+        if self.short_side is None and not self.antialias:
+            return None
+        short = self.image_size if self.short_side is None else self.short_side
+        return {"short_side": short, "interpolation": "bilinear", "antialias": self.antialias}
 
     def __post_init__(self) -> None:
         if self.layout not in _LAYOUTS:
@@ -88,6 +117,14 @@ class Preprocessing:
         rate = self.sampling_rate
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
             raise InputError(f"sampling_rate {self.sampling_rate!r} must be an integer >= 1 (or None)")
+        short = self.short_side
+        if short is not None and (
+            isinstance(short, bool) or not isinstance(short, int) or short < self.image_size
+        ):
+            raise SettingError(
+                f"short_side {short!r} must be an integer >= image_size={self.image_size} (or None: the "
+                "image size), so that the square crop fits"
+            )
 
 
 @dataclass
@@ -137,10 +174,45 @@ def _int_size(value: Any) -> int:
     return int(value)
 
 
+# PIL's BILINEAR, the ``resample`` of V-JEPA 2's, VideoMAE's and ViViT's processors
+_PIL_BILINEAR = 2
+
+
+def _processor_resize(config: Any, processor: Mapping[str, Any], crop: int) -> tuple[int | None, bool]:
+    """(short_side, antialias) of a model's processor; (None, False) for the VideoMAE test resize.
+
+    ``VJEPA2VideoProcessor`` (named in the processor config, or any V-JEPA 2 whose processor
+    config names no processor: HF builds that one for it) resizes to ``int(crop * 256 / 224)``
+    whatever its ``size`` says; another processor to its ``size.shortest_edge`` (an int ``size``
+    is the shortest edge too) when that differs from the crop. HF's processors antialias.
+    """
+    kind = processor.get("video_processor_type") or processor.get("image_processor_type")
+    if kind == "VJEPA2VideoProcessor" or (kind is None and getattr(config, "model_type", None) == "vjepa2"):
+        short: Any = vjepa2_short_side(crop)
+    else:
+        size = processor.get("size")
+        short = size.get("shortest_edge") if isinstance(size, Mapping) else size
+        if isinstance(short, bool) or not isinstance(short, int) or short == crop:
+            return None, False
+        if short < crop:
+            raise InputError(
+                f"the processor config resizes the short side to {short}, smaller than the crop {crop}"
+            )
+    resample = processor.get("resample")
+    if resample is not None and resample != _PIL_BILINEAR:
+        warnings.warn(
+            f"the processor config resamples with {resample!r}; stprune resizes with bilinear "
+            f"interpolation (PIL resample {_PIL_BILINEAR}), so pixels may differ from its processor's",
+            stacklevel=3,
+        )
+    return short, True
+
+
 def preprocessing_from_config(
     config: Any, processor: Mapping[str, Any] | None = None, layout: str = "BTCHW"
 ) -> Preprocessing:
-    """Preprocessing from an HF-style config (``image_size``, ``num_frames``) and processor dict."""
+    """Preprocessing from an HF-style config (``image_size``, ``num_frames``) and processor dict
+    (``image_mean`` / ``image_std``, and the resize: see :func:`_processor_resize`)."""
     processor = dict(processor or {})
     size = getattr(config, "image_size", None)
     if size is None:  # V-JEPA 2: crop_size is the model's input size
@@ -154,12 +226,16 @@ def preprocessing_from_config(
         raise InputError(
             "cannot tell the model's input size / frame count: its config lacks image_size or num_frames"
         )
+    crop = _int_size(size)
+    short, antialias = _processor_resize(config, processor, crop)
     return Preprocessing(
-        image_size=_int_size(size),
+        image_size=crop,
         num_frames=int(frames),
         mean=_norm_stats(processor.get("image_mean"), IMAGENET_MEAN, "image_mean"),
         std=_norm_stats(processor.get("image_std"), IMAGENET_STD, "image_std"),
         layout=layout,
+        short_side=short,
+        antialias=antialias,
     )
 
 
@@ -265,19 +341,25 @@ def resolve_model(
     """Load the model named by ``spec`` (see module doc) in eval mode on CPU, with its preprocessing.
 
     ``num_heads`` / ``num_frames`` / ``image_size`` are for checkpoint files whose weights do not
-    say them: VideoMAE zoo ``.pth`` (all three) and Video Swin (frames, size); giving them for
-    another kind of model is an error.
+    say them: VideoMAE zoo ``.pth`` (all three) and Video Swin (frames, size); ``num_frames`` also
+    sets a V-JEPA 2's ``config.frames_per_clip`` (preset, directory or hub id: its RoPE runs any
+    count that is a multiple of its tubelet). Giving them for another kind of model is an error.
     """
     zoo_overrides = {"--num-heads": num_heads, "--num-frames": num_frames, "--image-size": image_size}
     given = ", ".join(k for k, v in zoo_overrides.items() if v is not None)
+    not_frames = ", ".join(k for k, v in zoo_overrides.items() if v is not None and k != "--num-frames")
     path = Path(os.path.expanduser(spec))
 
     if spec in PRESETS and not path.exists():
-        if given:
+        vjepa2 = PRESETS[spec][0] == "vjepa2"
+        if not_frames if vjepa2 else given:
             raise SettingError(
-                f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin), not preset {spec!r}"
+                f"{not_frames if vjepa2 else given}: for checkpoint files (VideoMAE zoo .pth, Video Swin), "
+                f"not preset {spec!r}" + (" (a V-JEPA 2 preset takes --num-frames only)" if vjepa2 else "")
             )
         model = build_preset(spec)
+        if vjepa2 and num_frames is not None:
+            _set_vjepa2_frames(model, num_frames)
         # HF presets take (B, T, C, H, W); our Video Swin (it has a config too) takes (B, C, T, H, W)
         layout = "BCTHW" if PRESETS[spec][0] == "video_swin" or not hasattr(model, "config") else "BTCHW"
         pre = _preset_preprocessing(model, layout)
@@ -329,10 +411,12 @@ def resolve_model(
             f"(relative_position_bias_table); first keys: {keys[:5]}"
         )
 
-    if given:
-        raise SettingError(f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin) only")
+    if not_frames:
+        raise SettingError(f"{not_frames}: for checkpoint files (VideoMAE zoo .pth, Video Swin) only")
     if path.is_dir() and not (path / "config.json").is_file():
         raise InputError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
+    if num_frames is not None and path.is_dir():  # refused before loading the weights
+        _frames_settable(_dir_model_type(path), spec)
     if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise MissingFileError(
             f"--model {spec!r}: no such file or directory, and not a preset or a hub id (owner/name); "
@@ -353,8 +437,12 @@ def resolve_model(
         ) from e
     except ValueError as e:  # a config.json transformers does not understand
         raise InputError(f"--model {spec!r}: cannot build a video classifier from it ({e})") from e
+    if num_frames is not None:
+        _frames_settable(model.config.model_type, spec)
+        _set_vjepa2_frames(model, num_frames)
     processor = _read_processor_json(source)
-    if "image_mean" not in processor and model.config.model_type != "videomae":
+    # VideoMAE's test code and V-JEPA 2's processor normalise with the ImageNet values by default
+    if "image_mean" not in processor and model.config.model_type not in ("videomae", "vjepa2"):
         warnings.warn(
             f"--model {spec!r}: no image_mean/image_std in a processor config; normalising with the "
             "ImageNet defaults, which may not be what this model was trained with",
@@ -364,6 +452,33 @@ def resolve_model(
     kind = "hf_dir" if path.is_dir() else "hf_hub"
     ref = str(path.resolve()) if path.is_dir() else spec
     return ResolvedModel(model.eval(), pre, f"{model.config.model_type}:{ref}", {"kind": kind, "path": ref})
+
+
+def _dir_model_type(path: Path) -> str | None:
+    """``model_type`` of a ``save_pretrained`` directory's config.json (None if unreadable)."""
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _frames_settable(model_type: str | None, spec: str) -> None:
+    if model_type != "vjepa2":
+        raise SettingError(
+            f"--num-frames: for checkpoint files (VideoMAE zoo .pth, Video Swin) and V-JEPA 2 models only; "
+            f"--model {spec!r} is {model_type!r}, whose frame count is fixed by its config"
+        )
+
+
+def _set_vjepa2_frames(model: nn.Module, num_frames: int) -> None:
+    """Run a V-JEPA 2 at ``num_frames`` frames per clip: its ``config.frames_per_clip`` (what the
+    pruning plan and the eval clips read; HF's encoder itself takes any count, its RoPE ids come
+    from the token index). Raises SettingError / SettingTypeError for a count that is not a
+    multiple of the tubelet."""
+    from stprune.adapters.hf_vjepa2 import check_num_frames  # the adapters import the architectures
+
+    cfg = model.config
+    cfg.frames_per_clip = check_num_frames(num_frames, int(cfg.tubelet_size))
 
 
 def model_input_name(model: nn.Module) -> str:

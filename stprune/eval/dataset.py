@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from stprune.errors import SettingError
 from stprune.eval.decode import VideoDecodeError, read_clips
 from stprune.eval.lists import VideoEntry
 from stprune.eval.sampling import ViewSpec, clip_indices
@@ -38,7 +39,11 @@ class VideoItem:
 
 
 class VideoViewsDataset(Dataset):
-    """Videos of a list with their ``views`` under ``protocol``; ``frames`` per clip, ``size`` px."""
+    """Videos of a list with their ``views`` under ``protocol``; ``frames`` per clip, ``size`` px.
+
+    Frames are resized to ``short_side`` (default ``size``), antialiased if ``antialias``
+    (:func:`stprune.eval.transforms.make_views`).
+    """
 
     def __init__(
         self,
@@ -48,6 +53,8 @@ class VideoViewsDataset(Dataset):
         frames: int,
         size: int,
         sampling_rate: int = 4,
+        short_side: int | None = None,
+        antialias: bool = False,
     ) -> None:
         self.entries = list(entries)
         self.protocol = protocol
@@ -55,6 +62,10 @@ class VideoViewsDataset(Dataset):
         self.frames = frames
         self.size = size
         self.sampling_rate = sampling_rate
+        self.short_side = short_side
+        self.antialias = antialias
+        if short_side is not None and short_side < size:
+            raise SettingError(f"short_side {short_side} must be >= the crop size {size} (or None)")
         # Validate the settings once, eagerly, on a dummy length (raises ValueError if bad).
         clip_indices(protocol, 1, frames, views.clips, sampling_rate)
 
@@ -72,7 +83,9 @@ class VideoViewsDataset(Dataset):
         try:
             threads = 1 if get_worker_info() is not None else 0  # workers already run in parallel
             frames, positions = read_clips(entry.file, make_indices, threads)
-            views = make_views(frames, positions, self.size, self.views.crops)
+            views = make_views(
+                frames, positions, self.size, self.views.crops, self.short_side, self.antialias
+            )
         except VideoDecodeError as e:
             return VideoItem(index, entry.path, entry.label, None, str(e))
         except Exception as e:  # noqa: BLE001 - any failure on one file must become an error row

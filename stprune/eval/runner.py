@@ -250,7 +250,16 @@ def _evaluate_shard(
 ) -> int:
     """Evaluate ``entries`` and append their rows; returns the number of rows written."""
     pre = resolved.preprocessing
-    dataset = VideoViewsDataset(entries, protocol, views, pre.num_frames, pre.image_size, sampling_rate)
+    dataset = VideoViewsDataset(
+        entries,
+        protocol,
+        views,
+        pre.num_frames,
+        pre.image_size,
+        sampling_rate,
+        short_side=pre.short_side,
+        antialias=pre.antialias,
+    )
     loader = DataLoader(
         dataset,
         batch_size=None,
@@ -443,6 +452,7 @@ def run_eval(
             "image_size": pre.image_size,
             "mean": list(pre.mean),
             "std": list(pre.std),
+            "resize": pre.resize,  # None: VideoMAE's (short side = image_size, no antialiasing)
             "precision": precision_used,
             "list_file": str(list_file.resolve()),
             "list_sha256": _sha256(list_file),

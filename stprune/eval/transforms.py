@@ -6,6 +6,11 @@ rounded back to 8 bits as the reference's uint8 frames are), the long side trunc
 square crops are then cut along the long side (positions from :mod:`stprune.eval.sampling`);
 finally values are scaled to [0, 1] and normalised with the model's mean / std.
 Normalisation runs on the model's device, so the data loader ships compact uint8 tensors.
+
+As HF's processors (V-JEPA 2's ``VJEPA2VideoProcessor``): ``short_side`` larger than the crop
+(V-JEPA 2: ``int(crop * 256 / 224)``) and ``antialias=True``, antialiased bilinear computed on
+the uint8 frames by torch's kernel, the one torchvision's ``resize`` (which HF calls) runs for
+uint8 on CPU; a single crop is then HF's centre crop.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from stprune.eval.sampling import crop_boxes, resized_hw
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_short_side", "make_views", "normalize"]
 
 
-def resize_short_side(clip: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a uint8 clip (T, H, W, 3) so its short side is ``size``; returns uint8 (T, 3, H', W')."""
+def resize_short_side(clip: np.ndarray | torch.Tensor, size: int, antialias: bool = False) -> torch.Tensor:
+    """Resize a uint8 clip (T, H, W, 3) so its short side is ``size``; returns uint8 (T, 3, H', W').
+
+    ``antialias=False``: bilinear in float32, rounded to 8 bits (the VideoMAE test code's
+    ``INTER_LINEAR``); ``True``: antialiased bilinear on the uint8 frames (HF's processors).
+    """
     x = torch.as_tensor(clip)
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected a uint8 clip of shape (T, H, W, 3), got {tuple(x.shape)} {x.dtype}")
@@ -32,21 +41,37 @@ def resize_short_side(clip: np.ndarray | torch.Tensor, size: int) -> torch.Tenso
     new_h, new_w = resized_hw(h, w, size)
     if (new_h, new_w) == (h, w):
         return x.contiguous()
-    y = F.interpolate(x.float(), size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
+    if antialias and x.device.type == "cpu":  # torch resizes uint8 natively on CPU, as torchvision does
+        return F.interpolate(
+            x.contiguous(), size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+        )
+    y = F.interpolate(
+        x.float(), size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=antialias
+    )
     return y.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def make_views(
-    frames: np.ndarray | torch.Tensor, positions: Sequence[Sequence[int]], size: int, num_crops: int
+    frames: np.ndarray | torch.Tensor,
+    positions: Sequence[Sequence[int]],
+    size: int,
+    num_crops: int,
+    short_side: int | None = None,
+    antialias: bool = False,
 ) -> torch.Tensor:
     """All views of a video from its decoded frames.
 
     ``frames``: uint8 (U, H, W, 3), each frame once; clip ``k`` is ``frames[positions[k]]``. Every
-    frame is resized once, then each clip gives ``num_crops`` square crops. Returns uint8
+    frame is resized once (short side to ``short_side``, default ``size``; see
+    :func:`resize_short_side` for ``antialias``), then each clip gives ``num_crops`` square crops
+    of ``size`` (centred across the short side when it is longer). Returns uint8
     (len(positions) * num_crops, T, 3, size, size), clip-major (view ``k * num_crops + j`` is clip
     ``k``, crop ``j``).
     """
-    resized = resize_short_side(frames, size)
+    short = size if short_side is None else short_side
+    if short < size:
+        raise ValueError(f"short_side {short} is smaller than the crop size {size}")
+    resized = resize_short_side(frames, short, antialias)
     h, w = resized.shape[-2:]
     boxes = crop_boxes(h, w, size, num_crops)
     views = []

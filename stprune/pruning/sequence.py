@@ -46,7 +46,7 @@ from stprune.core.schedule import (
     plan_tokens,
     plural,
 )
-from stprune.errors import InputError, SettingError, SettingTypeError, UnsupportedModelError
+from stprune.errors import InputError, SettingError, UnsupportedModelError
 from stprune.methods.base import ForwardContext, Method
 from stprune.pruning.resolve import resolve_stages
 from stprune.pruning.trace import SequenceTrace, StageTrace
@@ -405,11 +405,9 @@ def build_sequence_pruner(
     """Resolve schedule, r and flops_target for a ViT-family model and build its (uninstalled) pruner.
 
     Raises SettingError / SettingTypeError (ValueError / TypeError) for every bad combination
-    before anything is installed.
+    before anything is installed. ``options`` are the family's (``adapter.with_options``, e.g.
+    V-JEPA 2's ``num_frames``); a family without options rejects any.
     """
-    if options:
-        raise SettingTypeError(
-            f"{type(adapter.model).__name__} takes no pruning options; got {sorted(options)}"
-        )
+    adapter = adapter.with_options(**options)
     stages = resolve_stages(SequencePlanner(adapter, method), schedule, r, flops_target)
     return SequencePruner(adapter, method, stages)
