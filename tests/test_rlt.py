@@ -413,3 +413,21 @@ def test_video_swin_refuses_rlt_with_the_reason():
     with pytest.raises(UnsupportedModelError, match="before the first block"):
         stprune.patch(model, "rlt", r=4)
     assert not stprune.is_patched(model)
+
+
+def test_rlt_on_vjepa2_at_another_frame_count():
+    """V-JEPA 2's family option num_frames reaches the input-level pruner too."""
+    model = _model("vjepa2")
+    x = _varied_batch()[:, :8]  # 8 frames: 4 slots, for a model configured for 16
+    stprune.patch(model, "rlt", threshold=0.1, num_frames=8)
+    out = _logits(model, x)
+    st = stprune.last_trace(model).stages[0]
+    assert st.tokens_in == 4 * N
+    stprune.unpatch(model)
+    for i in range(3):
+        kept = st.positions[i][: int(st.counts[i])]
+        torch.testing.assert_close(
+            out[i : i + 1], reference_logits(model, x[i : i + 1], kept), rtol=0, atol=1e-10
+        )
+    with pytest.raises(SettingTypeError, match="num_frames"):
+        stprune.patch(_model("videomae"), "rlt", r=4, num_frames=8)

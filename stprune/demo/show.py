@@ -219,11 +219,19 @@ def _fit(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def clip_from_video(path: str | Path, num_frames: int, size: int | tuple[int, int]) -> np.ndarray:
+def clip_from_video(
+    path: str | Path,
+    num_frames: int,
+    size: int | tuple[int, int],
+    short_side: int | None = None,
+    antialias: bool = False,
+) -> np.ndarray:
     """``num_frames`` frames spread uniformly over a video file, resized and centre-cropped.
 
-    Returns uint8 (num_frames, H, W, 3); ``size`` is H = W or (H, W). Raises MissingFileError
-    for a missing file and InputError for one that cannot be decoded.
+    Returns uint8 (num_frames, H, W, 3); ``size`` is H = W or (H, W). ``short_side`` /
+    ``antialias``: the model's own resize before the crop, as in evaluation (V-JEPA 2's
+    processor: ``int(S * 256 / 224)``, antialiased; see ``Preprocessing``). Raises
+    MissingFileError for a missing file and InputError for one that cannot be decoded.
     """
     from stprune.eval.decode import VideoDecodeError, read_clips
     from stprune.eval.sampling import ssv2_clip_indices
@@ -241,7 +249,8 @@ def clip_from_video(path: str | Path, num_frames: int, size: int | tuple[int, in
     if hw[0] == hw[1]:  # the eval protocol's own resize and crop
         from stprune.eval.transforms import make_views
 
-        return make_views(frames, positions, hw[0], 1)[0].permute(0, 2, 3, 1).contiguous().numpy()
+        views = make_views(frames, positions, hw[0], 1, short_side=short_side, antialias=antialias)
+        return views[0].permute(0, 2, 3, 1).contiguous().numpy()
     return _fit(frames[positions[0]], hw)
 
 
@@ -361,7 +370,7 @@ def show(
     model, pre = resolved.model, resolved.preprocessing
     grid = get_adapter(model).input_grid()
     if video is not None:
-        frames = clip_from_video(video, grid.num_frames, grid.image_size)
+        frames = clip_from_video(video, grid.num_frames, grid.image_size, pre.short_side, pre.antialias)
         source = str(video)
     else:
         index = 0 if clip is None else clip

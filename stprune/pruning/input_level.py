@@ -303,12 +303,10 @@ def build_input_pruner(
 ) -> InputPruner:
     """Resolve ``r`` / ``flops_target`` (or the method's own per-clip choice) and build the pruner.
 
-    Raises SettingError / SettingTypeError for every bad combination before anything is installed.
+    ``options`` are the family's (``adapter.with_options``). Raises SettingError /
+    SettingTypeError for every bad combination before anything is installed.
     """
-    if options:
-        raise SettingTypeError(
-            f"{type(adapter.model).__name__} takes no pruning options; got {sorted(options)}"
-        )
+    adapter = adapter.with_options(**options)  # the family's (e.g. V-JEPA 2's num_frames); others refuse
     check_setting(r, flops_target)
     planner = InputPlanner(adapter, method)
     if r is None and flops_target is None:
