@@ -194,8 +194,28 @@ def test_model_resolution_errors(tmp_path, monkeypatch):
         raise OSError("offline")
 
     monkeypatch.setattr(transformers.AutoModelForVideoClassification, "from_pretrained", offline)
+    import stprune.architectures.loading as loading
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda: True)
     with pytest.raises(StpruneError, match="cannot load it from the Hugging Face hub"):
         resolve_model("some-owner/some-model")
+    # no route to the hub: the cache alone, and a message that says so
+    seen = {}
+
+    def cache_only(source, **kwargs):
+        seen.update(kwargs)
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(transformers.AutoModelForVideoClassification, "from_pretrained", cache_only)
+    monkeypatch.setattr(loading, "hub_reachable", lambda: False)
+    with pytest.raises(
+        StpruneError, match="cannot be reached from this machine and the model is not in the local"
+    ):
+        resolve_model("some-owner/some-model")
+    assert seen == {"local_files_only": True}
+    monkeypatch.undo()  # the real check: HF_HUB_OFFLINE means no hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert loading.hub_reachable() is False
     swin = tmp_path / "swin.pth"
     torch.save({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(3, 2)}, swin)
     # recognised as Video Swin by its keys, then refused by the Swin loader as incomplete

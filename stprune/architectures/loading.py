@@ -242,6 +242,25 @@ def preprocessing_from_config(
 _PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub's host resolves and accepts a TCP connection (False also when
+    ``HF_HUB_OFFLINE`` is set). One quick check instead of the hub client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _read_processor_json(source: str) -> dict[str, Any]:
     """The image / video processor config of a local dir or hub repo (fetched like the weights), else {}."""
     for name in _PROCESSOR_FILES:
@@ -250,11 +269,14 @@ def _read_processor_json(source: str) -> dict[str, Any]:
             return json.loads(local.read_text(encoding="utf-8"))
     if Path(source).is_dir():
         return {}
+    local_only = not hub_reachable()
     for name in _PROCESSOR_FILES:
         try:  # hub id: from the HF cache, or the hub when it is reachable
             from transformers.utils import cached_file
 
-            path = cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+            path = cached_file(
+                source, name, _raise_exceptions_for_missing_entries=False, local_files_only=local_only
+            )
         except Exception:  # noqa: BLE001 - a missing processor file means defaults (warned below)
             path = None
         if path is not None:
@@ -425,12 +447,20 @@ def resolve_model(
     from transformers import AutoModelForVideoClassification
 
     source = str(path) if path.is_dir() else spec
+    # without a route to the hub, the cache alone (an offline run fails at once, not after the
+    # hub client's retries: about 25 s)
+    offline = not path.is_dir() and not hub_reachable()
     try:
-        model = AutoModelForVideoClassification.from_pretrained(source)
+        model = AutoModelForVideoClassification.from_pretrained(source, local_files_only=offline)
         own_memory(model)  # safetensors maps the file at unaligned addresses: copy (see own_memory)
     except OSError as e:
         if path.is_dir():
             raise InputError(f"--model directory {spec!r}: cannot load it with from_pretrained ({e})") from e
+        if offline:
+            raise MissingFileError(
+                f"--model {spec!r}: the Hugging Face hub cannot be reached from this machine and the model "
+                "is not in the local cache; pass a local directory saved with save_pretrained"
+            ) from e
         raise MissingFileError(
             f"--model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
             "access pass a local directory saved with save_pretrained"
