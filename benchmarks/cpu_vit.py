@@ -56,8 +56,8 @@ def main() -> None:
         f"{datetime.date.today()}\n"
     )
     print(
-        "| method | setting | r per stage | GFLOPs | FLOPs ratio | latency (ms) | clips/s | speed-up | 1/ratio "
-        "| speed-up / (1/ratio) | tokens per block |"
+        "| method | setting | r per stage | GFLOPs | FLOPs ratio | latency (ms) | clips/s | speed-up "
+        "| 1/ratio | speed-up / (1/ratio) | tokens per block |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
