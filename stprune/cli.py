@@ -283,8 +283,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="accuracy of a (pruned) video classifier on a video list (resumable, torchrun-ready)",
         description="Evaluate a video classifier with the VideoMAE multi-view test protocol. Rows are "
-        "written to --out as each video finishes; rerunning with the same --out resumes. Under "
-        "torchrun the list is sharded across ranks. See docs/eval.md.",
+        "written to --out as each video finishes; rerunning with the same --out resumes. Several "
+        "methods or values make a sweep: the unpruned model and every method x value on the same "
+        "decoded views. Under torchrun the list is sharded across ranks. See docs/eval.md.",
     )
     p.add_argument(
         "--model", required=True, help="HF hub id, save_pretrained dir, VideoMAE zoo .pth, or 'demo'"
@@ -296,7 +297,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--root", default=None, help="folder relative paths are resolved against (default: the list's folder)"
     )
     p.add_argument(
-        "--out", required=True, type=output_dir, help="results folder (predictions.rank*.jsonl, summary.json)"
+        "--out",
+        required=True,
+        type=output_dir,
+        help="results folder (predictions.rank*.jsonl, summary.json; a sweep: a folder per setting, "
+        "sweep.json, sweep.png)",
     )
     p.add_argument(
         "--protocol",
@@ -314,12 +319,50 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="kinetics frame stride (default: the model's own when its checkpoint records it, e.g. 1 for "
         "the demo model; else 4, VideoMAE's Kinetics test)",
     )
-    prune = p.add_mutually_exclusive_group()
-    prune.add_argument("--r", type=int, default=None, help="tokens dropped per group at each pruning point")
-    prune.add_argument("--flops-target", type=float, default=None, help="target FLOPs ratio in (0, 1]")
     from stprune.methods import METHODS
 
-    p.add_argument("--method", choices=sorted(METHODS), default="sta", help="pruning method (default sta)")
+    p.add_argument(
+        "--method",
+        nargs="+",
+        action="extend",
+        choices=sorted(METHODS),
+        default=None,
+        metavar="M",
+        help=f"pruning method(s): {', '.join(sorted(METHODS))}; several run at every value (default sta)",
+    )
+    p.add_argument(
+        "--r",
+        type=int,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="R",
+        help="tokens dropped per group at each pruning point; several values make a sweep",
+    )
+    p.add_argument(
+        "--flops-target",
+        type=float,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="X",
+        help="target FLOPs ratio(s) in (0, 1]; several values make a sweep",
+    )
+    p.add_argument(
+        "--rlt-threshold",
+        type=float,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="TAU",
+        help="RLT in its threshold mode (the paper's: 0.1), a token count per clip; adds RLT settings",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="write the sweep layout (a folder per setting, the unpruned model included, sweep.json and "
+        "sweep.png) even for one setting; several settings always make a sweep",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
     p.add_argument(
         "--workers",
@@ -388,9 +431,11 @@ def _run_eval(args: argparse.Namespace) -> int:
             protocol=args.protocol,
             views=args.views,
             sampling_rate=args.sampling_rate,
-            r=args.r,
-            flops_target=args.flops_target,
-            method=args.method,
+            r=args.r or None,
+            flops_target=args.flops_target or None,
+            method=args.method or "sta",
+            rlt_threshold=args.rlt_threshold or None,
+            sweep=True if args.sweep else None,
             batch_size=args.batch_size,
             workers=args.workers,
             device=args.device,
@@ -404,6 +449,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
     if summary is None:  # not rank 0
         return 0
+    if "sweep" in summary:
+        return _print_sweep(summary, args.out)
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f}%"
@@ -438,10 +485,57 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_sweep(result: dict, out: str) -> int:
+    """A sweep's table (a row per setting), where its files are; exit code 1 if no video could be
+    evaluated."""
+    from rich.console import Console
+
+    from stprune.bench.report import print_table
+    from stprune.core.schedule import plural
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    rows = [r for r in result["sweep"] if r["skipped"] is None]
+    columns = [(c, "left") for c in ("method", "setting", "r per stage")]
+    columns += [(c, "right") for c in ("GFLOPs/view", "ratio", "top-1 %", "top-5 %", "evaluated", "failed")]
+    cells = [
+        [
+            r["method"],
+            r["setting"],
+            ",".join(map(str, r["r_per_stage"])) or "-",
+            num(r["gflops_per_view"], "#.4g"),
+            num(r["flops_ratio"], ".3f"),
+            num(r["top1"], ".2f"),
+            num(r["top5"], ".2f"),
+            str(r["num_evaluated"]),
+            str(r["num_failed"]),
+        ]
+        for r in rows
+    ]
+    console = Console()
+    title = (
+        f"sweep: {plural(result['num_videos'], 'video')}, {plural(result['num_views'], 'view')} each "
+        "(top-1 / top-5 over the videos evaluated)"
+    )
+    print_table(title, columns, cells, console, notes=result["skipped"])
+    print(f"results: {out}/sweep.json, {out}/sweep.png; each setting's files in {out}/<folder>/")
+    if not any(r["num_evaluated"] for r in rows):
+        merged = f"{out}/{rows[0]['dir']}/predictions.jsonl"
+        print(
+            f"stprune eval: error: no video could be evaluated (every error is in {merged})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from stprune.methods import METHODS
+
     p = sub.add_parser(
         "demo",
-        help="offline demo: the bundled trained model, accuracy vs GFLOPs of STA, ToMe and random pruning",
+        help="offline demo: the bundled trained model, accuracy vs GFLOPs of every pruning method",
     )
     p.add_argument("--fast", action="store_true", help="a quick smoke run: 48 clips, one FLOPs target")
     p.add_argument(
@@ -462,9 +556,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods",
         nargs="+",
-        default=["sta", "tome", "random"],
-        choices=["sta", "tome", "random"],
-        help="methods compared at every target",
+        default=list(METHODS),
+        choices=list(METHODS),
+        metavar="M",
+        help=f"methods compared at every target, of {', '.join(METHODS)}",
+    )
+    p.add_argument(
+        "--rlt-threshold",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="TAU",
+        help="RLT's thresholds (its paper's mode, a token count per clip), as rows besides its FLOPs "
+        "targets (default: 0.1 when rlt is among --methods)",
     )
     p.add_argument(
         "--batch-size",
@@ -505,6 +609,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         args.json,
         args.plot,
         progress=not args.no_progress,
+        thresholds=args.rlt_threshold,
     )
     return 0
 

@@ -209,7 +209,11 @@ def test_pruned_evaluation(setup, prunable, tmp_path):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"r": 2, "flops_target": 0.5}, "not both"),
+        # r and flops_target together are no longer "not both": they make a sweep (tests/test_eval_sweep.py)
+        ({"r": [2, 3], "sweep": False}, "need the sweep layout"),
+        ({"method": ["sta", "tome"]}, "several methods need --r"),
+        ({"method": ["sta", "magic"], "r": 2}, "--method 'magic'"),
+        ({"rlt_threshold": float("nan")}, "--rlt-threshold"),
         ({"flops_target": 1.5}, "flops_target"),
         ({"method": "magic"}, "--method"),
         ({"r": -1}, "--r"),
@@ -232,7 +236,9 @@ def test_cli(setup, tmp_path, capsys):
     assert "top-1" in capsys.readouterr().out
     assert main([*common, "--views", "2x1"]) == 2  # other settings, same --out: refused, exit code 2
     assert "different evaluation" in capsys.readouterr().err
-    assert main([*common, "--r", "3", "--flops-target", "0.5"]) == 2
+    # --r with --flops-target is a sweep now, not a usage error; this tiny model (2 slots) takes neither
+    assert main([*common, "--views", "1x1", "--r", "3", "--flops-target", "0.5", "--overwrite"]) == 2
+    assert "no setting of this sweep can run on the model" in capsys.readouterr().err
 
 
 @pytest.mark.slow

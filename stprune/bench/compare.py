@@ -26,8 +26,10 @@ __all__ = ["Setting", "Row", "make_settings", "measure_flops_rows", "measure_spe
 class Setting:
     """One configuration to compare. ``method="none"`` is the unpruned model.
 
-    ``options``: model-family options of :func:`stprune.patch` as (name, value) pairs, e.g.
-    ``(("shifted_windows", "static"),)`` for Video Swin.
+    ``threshold``: a method's per-clip threshold (RLT's tau: every clip keeps its own number of
+    tokens) instead of ``r`` / ``flops_target``. ``options``: model-family options of
+    :func:`stprune.patch` as (name, value) pairs, e.g. ``(("shifted_windows", "static"),)`` for
+    Video Swin.
     """
 
     method: str = "none"
@@ -35,31 +37,45 @@ class Setting:
     flops_target: float | None = None
     schedule: Any = None
     options: tuple[tuple[str, Any], ...] = ()
+    threshold: float | None = None
 
     @property
     def label(self) -> str:
+        """``unpruned``, ``flops_target=0.7``, ``r=16`` (``r=8,8,4`` per stage) or ``threshold=0.1``,
+        then the options as ``name=value``."""
         if self.method == "none":
             return "unpruned"
         if self.flops_target is not None:
             label = f"flops_target={self.flops_target:g}"
+        elif self.threshold is not None:
+            label = f"threshold={self.threshold:g}"
         else:
             r = self.r if isinstance(self.r, int) else ",".join(map(str, self.r or ()))
             label = f"r={r}"
         return " ".join([label] + [f"{k}={v}" for k, v in self.options])
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether every clip gets its own token count (and cost): a threshold setting."""
+        return self.method != "none" and self.threshold is not None
+
+    def patch_kwargs(self) -> dict[str, Any] | None:
+        """The keyword arguments of :func:`stprune.patch` for this setting (None when unpruned)."""
+        if self.method == "none":
+            return None
+        kwargs: dict[str, Any] = {"method": self.method, "schedule": self.schedule, **dict(self.options)}
+        if self.threshold is not None:
+            kwargs["threshold"] = self.threshold
+        else:
+            kwargs["r"] = list(self.r) if isinstance(self.r, tuple) else self.r
+            kwargs["flops_target"] = self.flops_target
+        return kwargs
+
     def patch(self, model: nn.Module) -> None:
         """Patch ``model`` with this setting (no-op for the unpruned setting)."""
-        if self.method == "none":
-            return
-        r = list(self.r) if isinstance(self.r, tuple) else self.r
-        stprune.patch(
-            model,
-            method=self.method,
-            r=r,
-            flops_target=self.flops_target,
-            schedule=self.schedule,
-            **dict(self.options),
-        )
+        kwargs = self.patch_kwargs()
+        if kwargs is not None:
+            stprune.patch(model, **kwargs)
 
 
 def make_settings(

@@ -1,10 +1,14 @@
-"""``stprune demo``: accuracy vs GFLOPs of STA, ToMe and random pruning on the bundled model.
+"""``stprune demo``: accuracy vs GFLOPs of every pruning method on the bundled model.
 
 Offline and CPU-friendly: the validation clips of the synthetic task are generated on the fly
-(deterministic), the bundled demo classifier is evaluated unpruned and with every method at the
-same FLOPs targets, and the results are printed as a table (and optionally written as JSON and
-plotted). GFLOPs are measured with ``FlopCounterMode`` (1 MAC = 1 FLOP); clips/s is the forward
-throughput measured during the evaluation itself on this machine.
+(deterministic), and the bundled demo classifier is evaluated unpruned and with every registered
+method (STA, ToMe, random pruning, RLT) at the same FLOPs targets, plus RLT in its threshold mode
+(the paper's tau = 0.1, a token count per clip), by the same sweep engine as ``stprune eval``
+(:mod:`stprune.eval.sweep`): every batch of clips goes through every setting. The results are
+printed as a table (and optionally written as JSON and plotted). GFLOPs are measured with
+``FlopCounterMode`` (1 MAC = 1 FLOP; a threshold setting's is the mean over clips of
+``stprune.last_macs``); clips/s is the forward throughput measured during the evaluation itself on
+this machine (median over batches).
 """
 
 from __future__ import annotations
@@ -19,15 +23,28 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import stprune
-from stprune.bench.compare import Setting, measure_flops_rows
+from stprune.bench.compare import Setting
 from stprune.core.schedule import plural
 from stprune.errors import SettingError
+from stprune.eval.sweep import (
+    RLT_METHOD,
+    CurvePoint,
+    SweepEngine,
+    method_names,
+    resolve_settings,
+    running_top1,
+    setting_gflops,
+    short_label,
+    sweep_figure,
+    sweep_settings,
+)
 
 __all__ = [
     "DemoRow",
     "DEFAULT_TARGETS",
     "FAST_TARGETS",
+    "DEFAULT_THRESHOLDS",
+    "demo_methods",
     "demo_settings",
     "run_demo",
     "plot_demo",
@@ -39,12 +56,20 @@ __all__ = [
 #: FLOPs ratios every method is evaluated at (STA's r is chosen per target, so are the others')
 DEFAULT_TARGETS: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5)
 FAST_TARGETS: tuple[float, ...] = (0.7,)
-METHODS: tuple[str, ...] = ("sta", "tome", "random")
+#: RLT's threshold settings when RLT is among the methods (the paper's tau, ImageNet-normalised
+#: input, which is what the demo model takes)
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1,)
+
+
+def demo_methods() -> tuple[str, ...]:
+    """The methods the demo compares by default: every registered one (``stprune.methods.METHODS``)."""
+    return method_names()
 
 
 @dataclass(frozen=True)
 class DemoRow:
-    """One line of the demo table. ``top1`` in percent, ``gflops`` per clip."""
+    """One line of the demo table. ``top1`` in percent, ``gflops`` per clip (for a threshold
+    setting, ``adaptive``, the mean over the clips)."""
 
     method: str
     setting: str
@@ -53,17 +78,27 @@ class DemoRow:
     top1: float
     clips_per_s: float
     r_per_stage: list[int]
+    adaptive: bool = False
 
 
-def demo_settings(targets: Sequence[float], methods: Sequence[str] = METHODS) -> list[Setting]:
-    """The unpruned model, then every method at every FLOPs target."""
+def demo_settings(
+    targets: Sequence[float],
+    methods: Sequence[str] | None = None,
+    thresholds: Sequence[float] | None = None,
+) -> list[Setting]:
+    """The unpruned model, then every method at every FLOPs target, then RLT at every threshold
+    (``thresholds`` None: :data:`DEFAULT_THRESHOLDS` when RLT is among the methods)."""
     for x in targets:
         if not 0 < x <= 1:
             raise SettingError(f"FLOPs targets must be in (0, 1]; got {x}")
+    known = demo_methods()
+    methods = list(known if methods is None else methods)
     for m in methods:
-        if m not in METHODS:
-            raise SettingError(f"unknown demo method {m!r}; choose from {', '.join(METHODS)}")
-    return [Setting()] + [Setting(m, flops_target=x) for m in methods for x in targets]
+        if m not in known:
+            raise SettingError(f"unknown demo method {m!r}; choose from {', '.join(known)}")
+    if thresholds is None:
+        thresholds = DEFAULT_THRESHOLDS if RLT_METHOD in methods else ()
+    return sweep_settings(methods, flops_target=list(targets), threshold=list(thresholds))
 
 
 def _clips(num: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,93 +112,95 @@ def _clips(num: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.stack(frames)), torch.tensor(labels)
 
 
-def _evaluate(
-    model: torch.nn.Module,
-    frames: torch.Tensor,
-    labels: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int,
-    bar: tqdm,
-) -> tuple[float, float]:
-    """(top-1 in percent, clips per second of forward time).
-
-    Throughput is the median over batches of clips per second, so that a stall of the machine
-    during one batch does not decide the figure.
-    """
-    from stprune.demo.dataset import frames_to_pixel_values
-
-    correct, rates = 0, []
-    with torch.inference_mode():
-        model(pixel_values=frames_to_pixel_values(frames[:batch_size], mean, std))  # warm-up, untimed
-        for start in range(0, len(frames), batch_size):
-            x = frames_to_pixel_values(frames[start : start + batch_size], mean, std)
-            t0 = time.perf_counter()
-            logits = model(pixel_values=x).logits
-            rates.append(len(x) / (time.perf_counter() - t0))
-            correct += int((logits.argmax(-1) == labels[start : start + batch_size]).sum())
-            bar.update(len(x))
-    return 100.0 * correct / len(frames), float(np.median(rates))
-
-
 def run_demo(
     num_clips: int = 500,
     targets: Sequence[float] = DEFAULT_TARGETS,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     batch_size: int = 32,
     progress: bool = True,
     on_row: Callable[[DemoRow], Any] | None = None,
     on_skip: Callable[[str], Any] | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> list[DemoRow]:
-    """Evaluate the bundled demo model unpruned and with each method at each FLOPs target.
+    """Evaluate the bundled demo model unpruned and with each method at each FLOPs target (and RLT
+    at each threshold), every batch of clips through every setting.
 
     Args:
         num_clips: validation clips (the first ``num_clips`` of the validation split), >= 1.
         targets: FLOPs ratios in (0, 1].
-        methods: method names.
+        methods: method names (default: every registered method).
         batch_size: clips per forward, >= 1.
-        progress: show progress bars.
+        progress: show a progress bar (with every setting's running top-1).
         on_row: called with every finished row (e.g. to print as it goes).
         on_skip: called with a note for every (method, target) the method cannot reach on this
             model (e.g. ToMe's constant r per block stops at 0.59x on the 6-block demo model);
             by default the note is printed.
+        thresholds: RLT's thresholds (default: 0.1 when RLT is among the methods).
     """
     if num_clips < 1 or batch_size < 1:
         raise SettingError(f"num_clips and batch_size must be >= 1; got {num_clips}, {batch_size}")
-    settings = demo_settings(targets, methods)  # bad targets fail before any work
+    settings = demo_settings(targets, methods, thresholds)  # bad targets fail before any work
+    from stprune.demo.dataset import frames_to_pixel_values
     from stprune.demo.model import load_demo_info, load_demo_model
 
     model, info = load_demo_model(), load_demo_info()
-    flops = [measure_flops_rows(model, settings[:1])[0]]
-    notes = []
-    for s in settings[1:]:
-        try:
-            flops.append(measure_flops_rows(model, [settings[0], s])[1])
-        except SettingError as err:  # e.g. ToMe's constant r cannot go that low on a shallow model
-            notes.append(f"skipped {s.method} {s.label}: {err}")
-    if len(settings) > 1 and len(flops) == 1:  # nothing that was asked for can run: fail before the work
+    resolved, skipped = resolve_settings(model, settings)
+    at_targets = [t for t in resolved if t.method != "none" and not t.adaptive]
+    if skipped and not at_targets:  # no method reaches any target: fail before the work
         raise SettingError(
             f"no method reaches any of the FLOPs targets {list(targets)} on the demo model; "
-            f"{notes[0][len('skipped ') :]}"
+            f"{skipped[0].note[len('skipped ') :]}"
         )
-    for note in notes:
-        (on_skip or tqdm.write)(note)
+    for s in skipped:
+        (on_skip or tqdm.write)(s.note)
     frames, labels = _clips(num_clips, progress)
+
+    def prepare(f: torch.Tensor) -> torch.Tensor:
+        return frames_to_pixel_values(f, info.mean, info.std)
+
+    engine = SweepEngine(model, lambda x: model(pixel_values=x).logits, resolved, batch_size, prepare=prepare)
+    n = len(resolved)
+    correct, counted, gflops_sum = [0] * n, [0] * n, [0.0] * n
+    names = [short_label(t.setting) for t in resolved]
+    bar = tqdm(total=num_clips, desc="evaluating", unit="clip", disable=not progress)
+
+    def record(finished: list) -> None:
+        for done in finished:
+            for i, probs in done.probs.items():
+                correct[i] += int(int(probs.argmax()) == int(labels[done.owner]))
+                counted[i] += 1
+                gflops_sum[i] += done.gflops.get(i, 0.0)
+            bar.update(1)
+        if finished:
+            bar.set_postfix_str(running_top1(names, correct, counted), refresh=False)
+
+    try:
+        for i in range(num_clips):
+            record(engine.add(i, frames[i : i + 1]))
+        record(engine.flush())
+    finally:
+        bar.close()
+    one = {"pixel_values": prepare(frames[:1])}
+    gflops = [
+        gflops_sum[i] / num_clips if t.adaptive else setting_gflops(model, t, one)
+        for i, t in enumerate(resolved)
+    ]
+    speeds = engine.clips_per_s()
     rows: list[DemoRow] = []
-    bar = tqdm(total=num_clips * len(flops), desc="evaluating", unit="clip", disable=not progress)
-    for f in flops:
-        bar.set_postfix_str(f"{f.setting.method} {f.setting.label}")
-        f.setting.patch(model)
-        try:
-            top1, cps = _evaluate(model, frames, labels, info.mean, info.std, batch_size, bar)
-        finally:
-            if stprune.is_patched(model):
-                stprune.unpatch(model)
-        row = DemoRow(f.setting.method, f.setting.label, f.gflops, f.ratio, top1, cps, list(f.r_per_stage))
+    for i, t in enumerate(resolved):
+        row = DemoRow(
+            t.method,
+            t.label,
+            gflops[i],
+            gflops[i] / gflops[0],
+            100.0 * correct[i] / num_clips,
+            float(speeds[i] or 0.0),
+            list(t.r_per_stage),
+            t.adaptive,
+        )
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    bar.close()
     return rows
 
 
@@ -180,38 +217,11 @@ def plot_demo(rows: Sequence[DemoRow], path: str | Path, title: str = "stprune d
 
 
 def demo_figure(rows: Sequence[DemoRow], title: str = "stprune demo") -> Any:
-    """Accuracy vs GFLOPs, one curve per method, the unpruned model as a star (a matplotlib
-    Figure); the accuracy axis ends at 100%."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    base = next((r for r in rows if r.method == "none"), None)
-    styles = {
-        "sta": ("o-", "tab:red", "STA"),
-        "tome": ("s--", "tab:blue", "ToMe"),
-        "random": ("^:", "tab:gray", "random"),
-    }
-    for method, (fmt, color, name) in styles.items():
-        pts = sorted((r.gflops, r.top1) for r in rows if r.method == method)
-        if base is not None and pts:
-            pts.append((base.gflops, base.top1))
-        if pts:
-            ax.plot(*zip(*pts, strict=True), fmt, color=color, label=name, clip_on=False)
-    if base is not None:
-        ax.plot(
-            [base.gflops], [base.top1], "*", color="black", markersize=14, label="unpruned", clip_on=False
-        )
-    low = min((r.top1 for r in rows), default=0.0)
-    ax.set_ylim(max(0.0, low - max(1.0, 0.05 * (100.0 - low))), 100.0)  # accuracy cannot exceed 100%
-    ax.set_xlabel("GFLOPs per clip")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return fig
+    """Accuracy vs GFLOPs, one curve per method, RLT's threshold settings as open markers, the
+    unpruned model as a star (a matplotlib Figure, :func:`stprune.eval.sweep.sweep_figure`); the
+    accuracy axis ends at 100%."""
+    points = [CurvePoint(r.method, r.setting, r.gflops, r.top1, r.adaptive) for r in rows]
+    return sweep_figure(points, title, xlabel="GFLOPs per clip")
 
 
 def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None:
@@ -252,12 +262,13 @@ def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None
 def main_demo(
     clips: int,
     targets: Sequence[float],
-    methods: Sequence[str],
+    methods: Sequence[str] | None = None,
     batch_size: int = 32,
     threads: int | None = None,
     json_path: str | None = None,
     plot_path: str | None = None,
     progress: bool = True,
+    thresholds: Sequence[float] | None = None,
 ) -> list[DemoRow]:
     """What ``stprune demo`` does: run, print the table, write JSON / plot when asked."""
     import datetime
@@ -282,7 +293,9 @@ def main_demo(
     )
     t0 = time.perf_counter()
     skipped: list[str] = []
-    rows = run_demo(clips, targets, methods, batch_size, progress=progress, on_skip=skipped.append)
+    rows = run_demo(
+        clips, targets, methods, batch_size, progress=progress, on_skip=skipped.append, thresholds=thresholds
+    )
     elapsed = time.perf_counter() - t0
     print_demo(rows, f"accuracy vs GFLOPs ({clips} clips, {elapsed:.0f} s)", console)
     for note in skipped:
@@ -290,6 +303,7 @@ def main_demo(
     meta = {
         "clips": clips,
         "targets": list(targets),
+        "thresholds": [s.threshold for s in demo_settings(targets, methods, thresholds) if s.adaptive],
         "date": str(datetime.date.today()),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,

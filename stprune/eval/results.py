@@ -7,10 +7,19 @@ Layout of ``--out DIR``::
     predictions.jsonl           all rows merged in list order (written at the end by rank 0)
     summary.json                accuracy, counts, settings (written at the end by rank 0)
 
+A sweep (several settings, ``stprune eval --flops-target 0.9 0.7 ...``) writes that layout once
+per setting, in a folder per setting, plus two files::
+
+    run.json                    the settings every setting shares, with "layout": "sweep"
+    none/, sta_flops_target=0.7/, ...   one folder per setting, each laid out as above
+    sweep.json                  a row per setting: method, setting, GFLOPs, top-1, top-5, counts
+    sweep.png                   top-1 vs GFLOPs per view
+
 Each row is ``{"video": path as listed, "label": int, "pred": int | null, "top5": [int, ...] |
 null, "frames": int | null, "error": null | "message"}`` (``frames``: the video's frame count;
-rows written before it existed lack it), written with one ``write`` of the whole line, then flushed
-and fsync'ed, before the next video starts. A process killed in the middle of a write leaves at
+rows written before it existed lack it; a threshold setting, whose cost differs per clip, adds
+``"gflops"``: the video's mean GFLOPs per view), written with one ``write`` of the whole line, then
+flushed and fsync'ed, before the next video starts. A process killed in the middle of a write leaves at
 most one incomplete last line without its newline; :func:`repair_jsonl` cuts it off and that
 video is evaluated again. Rows are keyed by ``video``: a video already present is never
 evaluated or written again, so no row is ever written twice.
@@ -18,6 +27,7 @@ evaluated or written again, so no row is ever written twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,6 +41,9 @@ __all__ = [
     "RUN_FILE",
     "SUMMARY_FILE",
     "MERGED_FILE",
+    "SWEEP_FILE",
+    "SWEEP_PLOT",
+    "SWEEP_LAYOUT",
     "rank_file",
     "rank_files",
     "PredictionWriter",
@@ -38,16 +51,22 @@ __all__ = [
     "read_jsonl",
     "read_rows",
     "check_or_record_settings",
+    "check_or_record_sweep",
     "clear_results",
     "summarize",
     "write_json_atomic",
     "write_merged",
+    "write_sweep",
     "RankLock",
 ]
 
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 MERGED_FILE = "predictions.jsonl"
+SWEEP_FILE = "sweep.json"
+SWEEP_PLOT = "sweep.png"
+#: ``run.json``'s ``"layout"`` of a sweep's top folder (a single-setting run.json has no layout)
+SWEEP_LAYOUT = "sweep"
 _RANK_RE = re.compile(r"^predictions\.rank(\d+)\.jsonl$")
 
 
@@ -250,13 +269,88 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, p)
 
 
+def _read_run_file(d: Path) -> dict[str, Any] | None:
+    """``d/run.json`` as a dict, None when absent; InputError when it is not a JSON object."""
+    run_path = d / RUN_FILE
+    if not run_path.exists():
+        return None
+    try:
+        recorded = json.loads(run_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{run_path} is not valid JSON ({e}); use --overwrite to start again") from None
+    if not isinstance(recorded, dict):
+        raise InputError(f"{run_path} is not a JSON object; use --overwrite to start again")
+    return recorded
+
+
+def _setting_dirs(d: Path) -> list[Path]:
+    """The folders of a sweep's settings: sub-folders of ``d`` holding a ``run.json``."""
+    return sorted(p for p in d.iterdir() if p.is_dir() and (p / RUN_FILE).is_file()) if d.is_dir() else []
+
+
 def clear_results(out_dir: str | os.PathLike) -> None:
-    """Remove this tool's result files (and only them) from ``out_dir``."""
+    """Remove this tool's result files (and only them) from ``out_dir``; for a sweep's folder also
+    ``sweep.json``, ``sweep.png`` and the result files of every setting's folder (then the folder
+    itself if nothing else is left in it)."""
     d = Path(out_dir)
+    try:
+        recorded = _read_run_file(d)
+    except InputError:
+        recorded = None
+    if recorded is not None and recorded.get("layout") == SWEEP_LAYOUT:
+        for sub in _setting_dirs(d):
+            clear_results(sub)
+            with contextlib.suppress(OSError):  # not empty: something that is not ours stays
+                sub.rmdir()
     for p in rank_files(d).values():
         p.unlink()
-    for name in (RUN_FILE, SUMMARY_FILE, MERGED_FILE):
+    for name in (RUN_FILE, SUMMARY_FILE, MERGED_FILE, SWEEP_FILE, SWEEP_PLOT):
         (d / name).unlink(missing_ok=True)
+
+
+def _what(recorded: Mapping[str, Any]) -> str:
+    if recorded.get("layout") == SWEEP_LAYOUT:
+        return "a sweep (a folder per setting)"
+    setting = ", ".join(
+        f"{k} {recorded[k]}"
+        for k in ("method", "r", "flops_target", "threshold")
+        if recorded.get(k) is not None
+    )
+    return f"a single-setting evaluation ({setting or 'unpruned'})"
+
+
+def _check_recorded(d: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether ``d`` already records ``settings`` (False: nothing recorded yet). Raises SettingError
+    (one line, naming every difference) when it records others, or holds prediction files that no
+    ``run.json`` explains."""
+    recorded = _read_run_file(d)
+    if recorded is None:
+        if rank_files(d) or (d / MERGED_FILE).exists():
+            raise SettingError(
+                f"{d} has prediction files but no {RUN_FILE} saying how they were made; "
+                "use another --out, or --overwrite to discard them"
+            )
+        return False
+    if recorded.get("layout") != settings.get("layout"):
+        raise SettingError(
+            f"{d} holds {_what(recorded)}, this run is {_what(settings)}; use another --out, "
+            "or --overwrite to discard those results"
+        )
+    diffs = [
+        f"{key}: recorded {recorded.get(key)!r}, now {settings.get(key)!r}"
+        for key in sorted(set(recorded) | set(settings))
+        if recorded.get(key) != settings.get(key)
+    ]
+    if diffs:
+        raise SettingError(
+            f"{d} holds results of a different evaluation, refusing to mix them ({'; '.join(diffs)}); "
+            "use another --out, or --overwrite to discard those results"
+        )
+    return True
+
+
+def _normalised(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(settings)))  # tuples -> lists, as they read back
 
 
 def check_or_record_settings(out_dir: str | os.PathLike, settings: Mapping[str, Any], overwrite: bool) -> str:
@@ -268,38 +362,60 @@ def check_or_record_settings(out_dir: str | os.PathLike, settings: Mapping[str, 
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    run_path = d / RUN_FILE
-    settings = json.loads(json.dumps(dict(settings)))  # normalise (tuples -> lists) for comparison
+    settings = _normalised(settings)
     if overwrite:
-        existed = run_path.exists() or bool(rank_files(d))
+        existed = (d / RUN_FILE).exists() or bool(rank_files(d))
         clear_results(d)
-        write_json_atomic(run_path, settings)
+        write_json_atomic(d / RUN_FILE, settings)
         return "overwrite" if existed else "new"
-    if run_path.exists():
-        try:
-            recorded = json.loads(run_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{run_path} is not valid JSON ({e}); use --overwrite to start again") from None
-        if not isinstance(recorded, dict):
-            raise InputError(f"{run_path} is not a JSON object; use --overwrite to start again")
-        diffs = [
-            f"{key}: recorded {recorded.get(key)!r}, now {settings.get(key)!r}"
-            for key in sorted(set(recorded) | set(settings))
-            if recorded.get(key) != settings.get(key)
-        ]
-        if diffs:
-            raise SettingError(
-                f"{d} holds results of a different evaluation, refusing to mix them ({'; '.join(diffs)}); "
-                "use another --out, or --overwrite to discard those results"
-            )
+    if _check_recorded(d, settings):
         return "resume"
-    if rank_files(d) or (d / MERGED_FILE).exists():
-        raise SettingError(
-            f"{d} has prediction files but no {RUN_FILE} saying how they were made; "
-            "use another --out, or --overwrite to discard them"
-        )
-    write_json_atomic(run_path, settings)
+    write_json_atomic(d / RUN_FILE, settings)
     return "new"
+
+
+def check_or_record_sweep(
+    out_dir: str | os.PathLike,
+    common: Mapping[str, Any],
+    per_setting: Mapping[str, Mapping[str, Any]],
+    overwrite: bool,
+) -> tuple[str, dict[str, str]]:
+    """Start or resume the sweep folder ``out_dir``: its ``run.json`` records ``common`` (the
+    settings all share) with ``"layout": "sweep"``; folder ``out_dir/NAME`` records
+    ``per_setting[NAME]`` (a complete single-setting ``run.json``).
+
+    A sweep is resumed when ``common`` is unchanged; its settings may differ from the last run's:
+    a new setting gets a new folder (and runs on every video), a folder of a setting not asked for
+    again is left as it is. Everything is checked before anything is written. Returns the top
+    folder's state and each setting folder's (``"new"``, ``"resume"`` or ``"overwrite"``). Raises
+    SettingError for other common settings, a single-setting folder, or a setting folder that
+    records something else (unless ``overwrite``, which discards every result first).
+    """
+    d = Path(out_dir)
+    top = _normalised({**common, "layout": SWEEP_LAYOUT})
+    subs = {name: _normalised(s) for name, s in per_setting.items()}
+    if overwrite:
+        state = check_or_record_settings(d, top, overwrite=True)
+        return state, {name: check_or_record_settings(d / name, s, False) for name, s in subs.items()}
+    d.mkdir(parents=True, exist_ok=True)
+    state = "resume" if _check_recorded(d, top) else "new"
+    known = {name: _check_recorded(d / name, s) for name, s in subs.items()}
+    if state == "new":
+        write_json_atomic(d / RUN_FILE, top)
+    states = {}
+    for name, s in subs.items():
+        if not known[name]:
+            (d / name).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(d / name / RUN_FILE, s)
+        states[name] = "resume" if known[name] else "new"
+    return state, states
+
+
+def write_sweep(out_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """The sweep's rows (a JSON list) into ``sweep.json`` (atomically); returns its path."""
+    p = Path(out_dir) / SWEEP_FILE
+    write_json_atomic(p, list(rows))
+    return p
 
 
 def _percent(num: int, den: int) -> float | None:

@@ -1,16 +1,22 @@
-"""The evaluation loop behind ``stprune eval``: resumable, fault-tolerant, distributed.
+"""The evaluation loop behind ``stprune eval``: resumable, fault-tolerant, distributed, and a
+sweep of many settings on the same decoded views.
 
 Flow of :func:`run_eval` on every rank (one process is simply rank 0 of 1):
 
-1. read the list (first ``limit`` entries), load the model, prune it if asked;
-2. rank 0 checks ``--out`` against the recorded settings (or records them), all ranks agree;
-3. each rank repairs its own predictions file (a torn last line from a kill is cut off);
-   everyone learns which videos already have a row (in any rank's file) and skips them;
-4. the remaining videos are dealt round-robin to the ranks; each rank decodes its videos with a
-   DataLoader, runs ``batch_size`` views per forward pass, averages each video's view softmax
-   scores (as VideoMAE's ``merge`` does), and appends one durable row per finished video;
+1. check every option, read the list (first ``limit`` entries), load the model and resolve each
+   pruning setting once (:mod:`stprune.eval.sweep`);
+2. rank 0 checks ``--out`` against the recorded settings (or records them), all ranks agree.
+   One setting writes its files in ``--out`` itself; a sweep (several settings, or ``sweep=True``)
+   writes them in a folder per setting, plus ``sweep.json`` and ``sweep.png``;
+3. each rank repairs its own predictions files (a torn last line from a kill is cut off);
+   everyone learns which videos already have a row for which setting, and skips what is done;
+4. the remaining videos are dealt round-robin to the ranks; each rank decodes its videos once with
+   a DataLoader, and for every batch of ``batch_size`` views runs each setting the batch's videos
+   still need, averages each video's view softmax scores per setting (as VideoMAE's ``merge``
+   does), and appends one durable row per finished video to each of those settings' files;
 5. barrier; rank 0 gathers every row, merges by video path (so the result does not depend on
-   the number of ranks) and writes ``predictions.jsonl`` and ``summary.json``.
+   the number of ranks) and writes each setting's ``predictions.jsonl`` and ``summary.json``
+   (and a sweep's ``sweep.json`` / ``sweep.png``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import hashlib
 import inspect
 import os
 import warnings
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +36,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from stprune.api import check_setting
 from stprune.architectures.loading import ResolvedModel, model_input_name, resolve_model
+from stprune.bench.compare import Setting
+from stprune.core.schedule import plural
 from stprune.errors import SettingError, SettingTypeError
 from stprune.eval import results as res
 from stprune.eval.dataset import VideoItem, VideoViewsDataset, worker_init
@@ -44,6 +51,18 @@ from stprune.eval.sampling import (
     default_views,
     parse_views,
     sampling_window,
+)
+from stprune.eval.sweep import (
+    CurvePoint,
+    ResolvedSetting,
+    SweepEngine,
+    resolve_settings,
+    running_top1,
+    setting_dir,
+    setting_gflops,
+    short_label,
+    sweep_figure,
+    sweep_settings,
 )
 from stprune.eval.transforms import normalize
 
@@ -77,12 +96,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _method_names() -> tuple[str, ...]:
-    from stprune.methods import METHODS as registry
-
-    return tuple(sorted(registry))
-
-
 def prune_model(
     model: torch.nn.Module, method: str, r: int | None, flops_target: float | None
 ) -> dict[str, Any] | None:
@@ -93,37 +106,22 @@ def prune_model(
     """
     if r is None and flops_target is None:
         return None
+    (resolved,), _ = resolve_settings(model, [Setting(method, r=r, flops_target=flops_target)], strict=True)
     import stprune
 
-    kwargs: dict[str, Any] = {"r": r} if r is not None else {"flops_target": flops_target}
-    stprune.patch(model, method=method, **kwargs)
-    info = stprune.patch_info(model)
-    return {
-        "method": info.method,
-        "stages": [
-            {"after_block": s.after_block, "groups": s.groups, "r": s.r, "reverse": s.reverse}
-            for s in info.stages
-        ],
-        "estimated_flops_ratio": info.flops_ratio,
-    }
+    stprune.patch(model, **resolved.patch_kwargs)
+    return dict(resolved.pruning)
 
 
-def _gflops_per_view(resolved: ResolvedModel, device: torch.device) -> float:
-    """GFLOPs (1 MAC = 1 FLOP, the field's convention) of one view through the model as evaluated.
-
-    Counted by ``stprune.bench.flops.count_macs`` (FlopCounterMode) on one random view.
-    """
-    from stprune.bench.flops import count_macs
-
+def _view_inputs(resolved: ResolvedModel, device: torch.device) -> dict[str, torch.Tensor]:
+    """One random view, as the model's keyword input, for counting FLOPs."""
     pre = resolved.preprocessing
     g = torch.Generator().manual_seed(0)
     view = torch.randn(1, pre.num_frames, 3, pre.image_size, pre.image_size, generator=g).to(device)
     if pre.layout == "BTCHW" and hasattr(resolved.model, "config"):
-        inputs = {model_input_name(resolved.model): view}
-    else:
-        first = next(iter(inspect.signature(resolved.model.forward).parameters))
-        inputs = {first: view.transpose(1, 2)}
-    return count_macs(resolved.model, inputs) / 1e9
+        return {model_input_name(resolved.model): view}
+    first = next(iter(inspect.signature(resolved.model.forward).parameters))
+    return {first: view.transpose(1, 2)}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -170,164 +168,230 @@ def _warn_labels(entries: list[VideoEntry], num_classes: int | None, list_file: 
         )
 
 
-@dataclass
-class _Video:
-    item: VideoItem
-    prob_sum: torch.Tensor | None = None
-    views_done: int = 0
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingTypeError(f"{name} {value!r} must be an integer >= {low}")
+    if value < low:
+        raise SettingError(f"{name} {value} must be >= {low}")
+    return value
 
 
-class _ViewBatcher:
-    """Packs the views of consecutive videos into batches of exactly ``batch_size`` views."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self.queue: deque[tuple[_Video, torch.Tensor]] = deque()
-        self.queued = 0
-
-    def add(self, video: _Video) -> None:
-        assert video.item.views is not None
-        self.queue.append((video, video.item.views))
-        self.queued += video.item.views.shape[0]
-
-    def ready(self) -> bool:
-        return self.queued >= self.batch_size
-
-    def take(self) -> tuple[torch.Tensor, list[tuple[_Video, int]]]:
-        """Up to ``batch_size`` views and, per contributing video, how many of them are its."""
-        parts, owners, need = [], [], self.batch_size
-        while need and self.queue:
-            video, views = self.queue[0]
-            k = min(need, views.shape[0])
-            parts.append(views[:k])
-            owners.append((video, k))
-            need -= k
-            if k == views.shape[0]:
-                self.queue.popleft()
-            else:
-                self.queue[0] = (video, views[k:])
-        taken = self.batch_size - need
-        self.queued -= taken
-        return torch.cat(parts), owners
+# --------------------------------------------------------------------------------------------
+# 1. options
+# --------------------------------------------------------------------------------------------
 
 
-def _row(video: _Video, num_views: int) -> dict[str, Any]:
-    item = video.item
-    if item.error is not None:
-        return {
-            "video": item.path,
-            "label": item.label,
-            "pred": None,
-            "top5": None,
-            "frames": None,
-            "error": item.error,
-        }
-    assert video.prob_sum is not None
-    mean = video.prob_sum / num_views
-    top = torch.topk(mean, k=min(TOPK, mean.numel())).indices.tolist()
-    return {
-        "video": item.path,
-        "label": item.label,
-        "pred": int(top[0]),
-        "top5": top,
-        "frames": item.frames,
-        "error": None,
-    }
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one run."""
+
+    protocol: str
+    views: ViewSpec
+    settings: tuple[Setting, ...]  # what to evaluate, the unpruned model first in a sweep
+    sweep: bool
+    batch_size: int
+    workers: int
+    sampling_rate: int | None
+    limit: int | None
+    precision: str  # as resolved for the device
+    out: Path
 
 
-def _evaluate_shard(
-    entries: list[VideoEntry],
-    resolved: ResolvedModel,
-    ctx: DistContext,
-    writer: res.PredictionWriter,
+def _check_options(
     protocol: str,
-    views: ViewSpec,
-    sampling_rate: int,
+    views: str | ViewSpec | None,
+    method: str | Sequence[str],
+    r: int | Sequence[int] | None,
+    flops_target: float | Sequence[float] | None,
+    rlt_threshold: float | Sequence[float] | None,
+    sweep: bool | None,
     batch_size: int,
-    workers: int,
+    workers: int | None,
+    device: str | None,
+    sampling_rate: int | None,
+    limit: int | None,
     precision: str,
-    progress: bool,
-) -> int:
-    """Evaluate ``entries`` and append their rows; returns the number of rows written."""
-    pre = resolved.preprocessing
-    dataset = VideoViewsDataset(
-        entries,
+    out: str | os.PathLike,
+) -> _Options:
+    """Every option checked before anything is read or loaded (StpruneErrors naming the value)."""
+    if protocol not in PROTOCOLS:
+        raise SettingError(f"--protocol {protocol!r} must be one of {PROTOCOLS}")
+    view_spec = default_views(protocol) if views is None else views
+    if isinstance(view_spec, str):
+        view_spec = parse_views(view_spec)
+    if not isinstance(view_spec, ViewSpec):
+        raise SettingTypeError(f"--views {view_spec!r} must be 'TxS' text or a ViewSpec")
+    methods = [method] if isinstance(method, str) else list(method)
+    if not methods:
+        raise SettingError("--method needs at least one method name")
+    settings = sweep_settings(methods, r, flops_target, rlt_threshold, include_unpruned=True)
+    pruned = settings[1:]
+    if len(methods) > 1 and not pruned and not sweep:
+        raise SettingError(
+            f"--method {' '.join(methods)}: several methods need --r, --flops-target or --rlt-threshold "
+            "values to run them at"
+        )
+    if sweep is None:
+        sweep = len(pruned) > 1
+    if not sweep:
+        if len(pruned) > 1:
+            raise SettingError(
+                f"{len(pruned)} settings ({', '.join(f'{s.method} {s.label}' for s in pruned)}) "
+                "need the sweep layout (sweep=True), one folder per setting"
+            )
+        settings = pruned or settings[:1]
+    _check_int("--batch-size", batch_size, 1)
+    workers = default_workers() if workers is None else workers
+    _check_int("--workers", workers, 0)
+    if sampling_rate is not None:
+        _check_int("--sampling-rate", sampling_rate, 1)
+        if protocol == "ssv2":
+            warnings.warn(
+                f"--sampling-rate {sampling_rate} is ignored with --protocol ssv2 (one frame per segment)",
+                stacklevel=3,
+            )
+    if limit is not None:
+        _check_int("--limit", limit, 1)
+    if precision not in PRECISIONS:
+        raise SettingError(f"--precision {precision!r} must be one of {PRECISIONS}")
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SettingError(f"--out {str(out_dir)!r} is a file; it must be a directory (or not exist yet)")
+    # the device and its precision before reading or loading anything
+    precision_used = resolve_precision(precision, resolve_device(device))
+    return _Options(
         protocol,
-        views,
-        pre.num_frames,
-        pre.image_size,
+        view_spec,
+        tuple(settings),
+        bool(sweep),
+        batch_size,
+        workers,
         sampling_rate,
-        short_side=pre.short_side,
-        antialias=pre.antialias,
+        limit,
+        precision_used,
+        out_dir,
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=None,
-        shuffle=False,
-        num_workers=workers,
-        prefetch_factor=2 if workers > 0 else None,
-        worker_init_fn=worker_init if workers > 0 else None,
-    )
-    batcher = _ViewBatcher(batch_size)
-    autocast = _autocast(precision, ctx.device)
-    bar = tqdm(
-        total=len(entries),
-        unit="video",
-        disable=not (progress and ctx.is_main),
-        desc=f"eval rank {ctx.rank}/{ctx.world_size}" if ctx.world_size > 1 else "eval",
-        dynamic_ncols=True,
-    )
-    written = correct = ok = failed = 0
 
-    def finish(video: _Video) -> None:
-        nonlocal written, correct, ok, failed
-        row = _row(video, views.num_views)
-        writer.write(row)
-        written += 1
-        if row["error"] is None:
-            ok += 1
-            correct += int(row["pred"] == row["label"])
-        else:
-            failed += 1
-        bar.update(1)
-        postfix = {"top1": f"{100.0 * correct / ok:.2f}%" if ok else "-"}
-        if failed:
-            postfix["failed"] = failed
-        bar.set_postfix(postfix, refresh=False)
 
-    def run_batch() -> None:
-        x, owners = batcher.take()
-        x = normalize(x.to(ctx.device, non_blocking=True), pre.mean, pre.std)
-        with torch.inference_mode(), autocast:
-            logits = resolved.logits(x)
-        probs = logits.float().softmax(dim=-1).cpu()
-        start = 0
-        for video, k in owners:
-            part = probs[start : start + k].sum(dim=0)
-            video.prob_sum = part if video.prob_sum is None else video.prob_sum + part
-            video.views_done += k
-            start += k
-            if video.views_done == views.num_views:
-                finish(video)
+# --------------------------------------------------------------------------------------------
+# 2. the settings each folder records
+# --------------------------------------------------------------------------------------------
 
-    try:
-        for item in loader:
-            video = _Video(item)
-            if item.error is not None:
-                finish(video)
-                continue
-            if item.views.shape[0] != views.num_views:  # pragma: no cover - dataset invariant
-                raise RuntimeError(
-                    f"{item.path}: got {item.views.shape[0]} views, expected {views.num_views}"
-                )
-            batcher.add(video)
-            while batcher.ready():
-                run_batch()
-        while batcher.queued:
-            run_batch()
-    finally:
-        bar.close()
-    return written
+
+def _settings(
+    model: str,
+    resolved: ResolvedModel,
+    num_heads: int | None,
+    protocol: str,
+    view_spec: ViewSpec,
+    rate: int,
+    precision_used: str,
+    list_file: Path,
+    root: str | os.PathLike | None,
+) -> dict[str, Any]:
+    """What every setting of the run shares (recorded, and checked on resume)."""
+    pre = resolved.preprocessing
+    settings = {
+        "model": resolved.source.get("path", model),
+        "model_kind": resolved.source.get("kind"),
+        "num_heads": num_heads,
+        "protocol": protocol,
+        "views": str(view_spec),
+        "sampling_rate": rate if protocol == "kinetics" else None,
+        "num_frames": pre.num_frames,
+        "image_size": pre.image_size,
+        "resize": pre.resize,  # None: VideoMAE's (short side = image_size, no antialiasing)
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "precision": precision_used,
+        "list_file": str(list_file.resolve()),
+        "list_sha256": _sha256(list_file),
+        "root": str(Path(root).resolve()) if root is not None else None,
+    }
+    return settings
+
+
+def _setting_record(common: dict[str, Any], setting: Setting) -> dict[str, Any]:
+    """One setting's ``run.json``: the common settings with its method, r, flops_target (and
+    threshold, for a threshold setting), in the order a single-setting run has always recorded."""
+    pruned = setting.method != "none"
+    own: dict[str, Any] = {
+        "method": setting.method if pruned else None,
+        "r": setting.r if pruned else None,
+        "flops_target": setting.flops_target if pruned else None,
+    }
+    if pruned and setting.threshold is not None:
+        own["threshold"] = setting.threshold
+    head = ("model", "model_kind", "num_heads")
+    record = {k: common[k] for k in head if k in common}
+    record.update(own)
+    record.update({k: v for k, v in common.items() if k not in head})
+    return record
+
+
+@dataclass
+class _Target:
+    """One setting of the run and the folder its results go to."""
+
+    resolved: ResolvedSetting
+    dir: Path
+    record: dict[str, Any]
+    state: str = "new"
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+
+def _targets(
+    model: torch.nn.Module, opts: _Options, common: dict[str, Any], ctx: DistContext
+) -> tuple[list[_Target], list[str]]:
+    """Resolve every setting once; a single setting the model cannot take raises, a sweep's is
+    skipped with a note (a warning on rank 0), unless none of its pruned settings can run."""
+    resolved, skipped = resolve_settings(model, opts.settings, strict=not opts.sweep)
+    notes = [s.note for s in skipped]
+    if opts.sweep and skipped and not any(t.method != "none" for t in resolved):
+        raise SettingError(f"no setting of this sweep can run on the model; {notes[0][len('skipped ') :]}")
+    if ctx.is_main:
+        for note in notes:
+            warnings.warn(note, stacklevel=3)
+    targets = []
+    for t in resolved:
+        folder = opts.out / setting_dir(t.setting) if opts.sweep else opts.out
+        targets.append(_Target(t, folder, _setting_record(common, t.setting)))
+    return targets, notes
+
+
+def _check_folders(
+    ctx: DistContext, opts: _Options, common: dict[str, Any], targets: list[_Target], overwrite: bool
+) -> str:
+    """Rank 0 checks (or records) what every folder holds; all ranks get its verdict or its error."""
+    error: Exception | None = None
+    state = None
+    if ctx.is_main:
+        try:
+            if opts.sweep:
+                per = {t.name: t.record for t in targets}
+                state, states = res.check_or_record_sweep(opts.out, common, per, overwrite)
+            else:
+                state = res.check_or_record_settings(opts.out, targets[0].record, overwrite)
+                states = {targets[0].name: state}
+        except (ValueError, OSError) as e:  # StpruneErrors, or a file system refusing the write
+            error, states = e, {}
+    else:
+        states = {}
+    error, state, states = ctx.broadcast((error, state, states))
+    if error is not None:
+        raise error
+    for t in targets:
+        t.state = states.get(t.name, "new")
+        t.dir.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# 3. what is left to do
+# --------------------------------------------------------------------------------------------
 
 
 def _repair_files(out: Path, ctx: DistContext) -> None:
@@ -343,12 +407,295 @@ def _visible_rows(out: Path) -> dict[str, dict[str, Any]]:
     return res.read_rows(res.rank_files(out).values())
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SettingTypeError(f"{name} {value!r} must be an integer >= {low}")
-    if value < low:
-        raise SettingError(f"{name} {value} must be >= {low}")
-    return value
+def _needs(
+    ctx: DistContext, entries: list[VideoEntry], targets: list[_Target]
+) -> tuple[list[tuple[VideoEntry, tuple[int, ...]]], int]:
+    """Per video still to do, the indices of the targets that have no row for it (over every
+    rank's files), and how many videos every target already has."""
+    for t in targets:
+        _repair_files(t.dir, ctx)
+    ctx.barrier()
+    done: list[set[str]] = [set() for _ in targets]
+    for part in ctx.all_gather([set(_visible_rows(t.dir)) for t in targets]):
+        for i, videos in enumerate(part):
+            done[i] |= videos
+    todo = []
+    for e in entries:
+        needed = tuple(i for i in range(len(targets)) if e.path not in done[i])
+        if needed:
+            todo.append((e, needed))
+    complete = sum(all(e.path in d for d in done) for e in entries)
+    return todo, complete
+
+
+def _say_resuming(
+    opts: _Options, state: str, targets: list[_Target], total: int, complete: int, left: int
+) -> None:
+    if state != "resume":
+        return
+    if not opts.sweep:
+        tqdm.write(f"resuming {opts.out}: {complete} of {total} videos already done, {left} to go")
+        return
+    new = [t.name for t in targets if t.state == "new"]
+    extra = f"; new settings (run on every video): {', '.join(new)}" if new else ""
+    tqdm.write(
+        f"resuming sweep {opts.out}: {complete} of {total} videos done for every setting, {left} to go{extra}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 4. the evaluation of one rank's videos
+# --------------------------------------------------------------------------------------------
+
+
+def _row(item: VideoItem, probs: torch.Tensor | None, gflops: float | None, adaptive: bool) -> dict[str, Any]:
+    """A prediction row from a video's mean view softmax ``probs`` (num_classes,), or its error."""
+    if item.error is not None or probs is None:
+        row = {"video": item.path, "label": item.label, "pred": None, "top5": None, "frames": None}
+        row["error"] = item.error
+    else:
+        top = torch.topk(probs, k=min(TOPK, probs.numel())).indices.tolist()
+        row = {
+            "video": item.path,
+            "label": item.label,
+            "pred": int(top[0]),
+            "top5": top,
+            "frames": item.frames,
+            "error": None,
+        }
+    if adaptive:
+        row["gflops"] = None if gflops is None else round(gflops, 6)
+    return row
+
+
+def _loader(
+    entries: list[VideoEntry],
+    resolved: ResolvedModel,
+    protocol: str,
+    views: ViewSpec,
+    sampling_rate: int,
+    workers: int,
+) -> DataLoader:
+    """Decodes each video once, with all its views (uint8 (V, T, 3, S, S)), in ``workers`` processes."""
+    pre = resolved.preprocessing
+    dataset = VideoViewsDataset(
+        entries,
+        protocol,
+        views,
+        pre.num_frames,
+        pre.image_size,
+        sampling_rate,
+        short_side=pre.short_side,
+        antialias=pre.antialias,
+    )
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=2 if workers > 0 else None,
+        worker_init_fn=worker_init if workers > 0 else None,
+    )
+
+
+class _Progress:
+    """One bar over videos with the running top-1 of every setting (this run's rows)."""
+
+    def __init__(self, ctx: DistContext, targets: list[_Target], total: int, enabled: bool) -> None:
+        self.single = len(targets) == 1
+        self.labels = [short_label(t.resolved.setting) for t in targets]
+        self.correct = [0] * len(targets)
+        self.counted = [0] * len(targets)
+        self.failed = 0
+        self.bar = tqdm(
+            total=total,
+            unit="video",
+            disable=not (enabled and ctx.is_main),
+            desc=f"eval rank {ctx.rank}/{ctx.world_size}" if ctx.world_size > 1 else "eval",
+            dynamic_ncols=True,
+        )
+
+    def video_done(self, rows: dict[int, dict[str, Any]]) -> None:
+        if any(row["error"] is not None for row in rows.values()):
+            self.failed += 1
+        for i, row in rows.items():
+            if row["error"] is None:
+                self.counted[i] += 1
+                self.correct[i] += int(row["pred"] == row["label"])
+        self.bar.update(1)
+        if self.single:
+            ok, correct = self.counted[0], self.correct[0]
+            postfix = {"top1": f"{100.0 * correct / ok:.2f}%" if ok else "-"}
+            if self.failed:
+                postfix["failed"] = self.failed
+            self.bar.set_postfix(postfix, refresh=False)
+        else:
+            text = running_top1(self.labels, self.correct, self.counted)
+            self.bar.set_postfix_str(text + (f" failed {self.failed}" if self.failed else ""), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _evaluate_shard(
+    todo: list[tuple[VideoEntry, tuple[int, ...]]],
+    resolved: ResolvedModel,
+    targets: list[_Target],
+    ctx: DistContext,
+    writers: list[res.PredictionWriter],
+    opts: _Options,
+    rate: int,
+    progress: bool,
+) -> SweepEngine:
+    """Evaluate this rank's videos for the targets each needs; append their rows. Returns the
+    engine (its timings)."""
+    pre = resolved.preprocessing
+    needs = {e.path: needed for e, needed in todo}
+    loader = _loader([e for e, _ in todo], resolved, opts.protocol, opts.views, rate, opts.workers)
+    engine = SweepEngine(
+        resolved.model,
+        resolved.logits,
+        [t.resolved for t in targets],
+        opts.batch_size,
+        prepare=lambda x: normalize(x.to(ctx.device, non_blocking=True), pre.mean, pre.std),
+        autocast=lambda: _autocast(opts.precision, ctx.device),
+        device=ctx.device,
+    )
+    bar = _Progress(ctx, targets, len(todo), progress)
+
+    def write(item: VideoItem, probs: dict[int, torch.Tensor], gflops: dict[int, float]) -> None:
+        rows = {}
+        for i in needs[item.path]:
+            rows[i] = _row(item, probs.get(i), gflops.get(i), targets[i].resolved.adaptive)
+            writers[i].write(rows[i])
+        bar.video_done(rows)
+
+    try:
+        for item in loader:
+            if item.error is not None:
+                write(item, {}, {})
+                continue
+            if item.views.shape[0] != opts.views.num_views:  # pragma: no cover - dataset invariant
+                raise RuntimeError(
+                    f"{item.path}: got {item.views.shape[0]} views, expected {opts.views.num_views}"
+                )
+            for done in engine.add(item, item.views, needs[item.path]):
+                write(done.owner, done.probs, done.gflops)
+        for done in engine.flush():
+            write(done.owner, done.probs, done.gflops)
+    finally:
+        bar.close()
+    return engine
+
+
+# --------------------------------------------------------------------------------------------
+# 5. merging and summaries (rank 0)
+# --------------------------------------------------------------------------------------------
+
+
+def _gflops(
+    resolved: ResolvedModel, target: _Target, rows: dict[str, dict[str, Any]], device: torch.device
+) -> float | None:
+    """GFLOPs per view: counted with FlopCounterMode for a fixed-cost setting; for a threshold
+    setting the mean over its evaluated videos of each row's ``gflops`` (each the mean over views)."""
+    if target.resolved.adaptive:
+        values = [
+            r["gflops"] for r in rows.values() if r.get("error") is None and r.get("gflops") is not None
+        ]
+        return sum(values) / len(values) if values else None
+    try:
+        return setting_gflops(resolved.model, target.resolved, _view_inputs(resolved, device))
+    except Exception as e:  # noqa: BLE001 - a FLOP count must not cost the summary of a long run
+        tqdm.write(f"warning: could not count GFLOPs per view ({type(e).__name__}: {e})")
+        return None
+
+
+def _warn_short(summary: dict[str, Any], protocol: str, num_frames: int, rate: int, window: int) -> None:
+    if not summary["num_short"]:
+        return
+    if protocol == "kinetics":
+        what = f"{num_frames} frames at stride {rate} span {window}"
+        hint = "If the model was trained with another sampling, pass its --sampling-rate"
+    else:
+        what, hint = f"one frame for each of {num_frames} segments", "Check the videos"
+    warnings.warn(
+        f"{summary['num_short']} of {summary['num_evaluated']} videos have fewer than {window} "
+        f"frames, the sampling window ({what}): their clips repeat frames. {hint}",
+        stacklevel=3,
+    )
+
+
+def _sweep_rows(
+    targets: list[_Target], summaries: list[dict[str, Any]], skipped: list[Setting], notes: list[str]
+) -> list[dict[str, Any]]:
+    """``sweep.json``: a row per setting (the unpruned model has method "none"), then one per
+    setting that could not run, with the reason in ``skipped``."""
+    base = next(
+        (
+            s["gflops_per_view"]
+            for t, s in zip(targets, summaries, strict=True)
+            if t.resolved.method == "none"
+        ),
+        None,
+    )
+    rows = []
+    for t, s in zip(targets, summaries, strict=True):
+        g = s["gflops_per_view"]
+        rows.append(
+            {
+                "method": t.resolved.method,
+                "setting": t.resolved.label,
+                "gflops_per_view": g,
+                "flops_ratio": None if g is None or not base else g / base,
+                "top1": s["top1"],
+                "top5": s["top5"],
+                "num_evaluated": s["num_evaluated"],
+                "num_failed": s["num_failed"],
+                "r_per_stage": list(t.resolved.r_per_stage),
+                "dir": t.name,
+                "skipped": None,
+            }
+        )
+    for setting, note in zip(skipped, notes, strict=True):
+        rows.append(
+            {
+                "method": setting.method,
+                "setting": setting.label,
+                "gflops_per_view": None,
+                "flops_ratio": None,
+                "top1": None,
+                "top5": None,
+                "num_evaluated": 0,
+                "num_failed": 0,
+                "r_per_stage": [],
+                "dir": None,
+                "skipped": note,
+            }
+        )
+    return rows
+
+
+def _plot_sweep(
+    out: Path, targets: list[_Target], summaries: list[dict[str, Any]], title: str
+) -> Path | None:
+    """``sweep.png``: top-1 vs GFLOPs per view of every setting that evaluated a video."""
+    from stprune.bench.report import save_figure
+
+    points = [
+        CurvePoint(t.resolved.method, t.resolved.label, s["gflops_per_view"], s["top1"], t.resolved.adaptive)
+        for t, s in zip(targets, summaries, strict=True)
+        if s["gflops_per_view"] is not None and s["top1"] is not None
+    ]
+    try:
+        return save_figure(sweep_figure(points, title), out / res.SWEEP_PLOT)
+    except Exception as e:  # noqa: BLE001 - a plot must not cost the results of a long run
+        tqdm.write(f"warning: could not draw {out / res.SWEEP_PLOT} ({type(e).__name__}: {e})")
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# the entry point
+# --------------------------------------------------------------------------------------------
 
 
 def run_eval(
@@ -359,9 +706,9 @@ def run_eval(
     protocol: str = "kinetics",
     views: str | ViewSpec | None = None,
     sampling_rate: int | None = None,
-    r: int | None = None,
-    flops_target: float | None = None,
-    method: str = "sta",
+    r: int | Sequence[int] | None = None,
+    flops_target: float | Sequence[float] | None = None,
+    method: str | Sequence[str] = "sta",
     batch_size: int = 8,
     workers: int | None = None,
     device: str | None = None,
@@ -372,192 +719,146 @@ def run_eval(
     image_size: int | None = None,
     precision: str = "auto",
     progress: bool = True,
+    rlt_threshold: float | Sequence[float] | None = None,
+    sweep: bool | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate ``model`` on the videos of ``data``; write rows and a summary under ``out``.
 
+    ``r`` / ``flops_target``: one value or several; with ``method`` one name or several, every
+    method runs at every value, and ``rlt_threshold`` adds RLT's threshold settings. One setting
+    (or none: the unpruned model) writes its files in ``out``; several make a sweep (``sweep``
+    None: as many settings say; True: a sweep even of one), which adds the unpruned model and
+    writes a folder per setting plus ``sweep.json`` and ``sweep.png`` (see ``docs/eval.md``).
     ``sampling_rate``: the Kinetics frame stride; None uses the model's own when its checkpoint
     records one (the demo model: 1), else VideoMAE's 4. ``workers``: None is
     :func:`default_workers`. ``precision``: ``auto`` resolves to fp16 on CUDA, fp32 on CPU; the
     resolved precision is recorded and a resume with another is refused.
 
-    Returns the summary dict on rank 0 and None on other ranks. See ``docs/eval.md`` for the
-    protocol and the files written. Raises a StpruneError (SettingError, InputError,
+    Returns, on rank 0, the summary dict of a single setting, or for a sweep ``{"sweep": rows of
+    sweep.json, "summaries": {folder: summary}, "skipped": [notes], "num_videos", "num_views",
+    "settings", "run"}``; None on other ranks. Raises a StpruneError (SettingError, InputError,
     MissingFileError: all ValueError or FileNotFoundError) for bad settings (before any work) and
     for an ``out`` directory that holds results of different settings (unless ``overwrite``).
-    Warns (UserWarning) about labels outside the model's classes and videos shorter than the
-    sampling window (their clips repeat frames).
+    Warns (UserWarning) about labels outside the model's classes, videos shorter than the
+    sampling window (their clips repeat frames) and sweep settings the model cannot take.
     """
-    if protocol not in PROTOCOLS:
-        raise SettingError(f"--protocol {protocol!r} must be one of {PROTOCOLS}")
-    view_spec = default_views(protocol) if views is None else views
-    if isinstance(view_spec, str):
-        view_spec = parse_views(view_spec)
-    if not isinstance(view_spec, ViewSpec):
-        raise SettingTypeError(f"--views {view_spec!r} must be 'TxS' text or a ViewSpec")
-    if method not in _method_names():
-        raise SettingError(f"--method {method!r} must be one of {_method_names()}")
-    check_setting(r, flops_target)
-    if r is not None:
-        _check_int("--r", r, 0)
-    _check_int("--batch-size", batch_size, 1)
-    if workers is None:
-        workers = default_workers()
-    _check_int("--workers", workers, 0)
-    if sampling_rate is not None:
-        _check_int("--sampling-rate", sampling_rate, 1)
-        if protocol == "ssv2":
-            warnings.warn(
-                f"--sampling-rate {sampling_rate} is ignored with --protocol ssv2 (one frame per segment)",
-                stacklevel=2,
-            )
-    if limit is not None:
-        _check_int("--limit", limit, 1)
-    if precision not in PRECISIONS:
-        raise SettingError(f"--precision {precision!r} must be one of {PRECISIONS}")
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SettingError(f"--out {str(out_dir)!r} is a file; it must be a directory (or not exist yet)")
-    # the device and its precision before reading or loading anything
-    precision_used = resolve_precision(precision, resolve_device(device))
-
+    opts = _check_options(
+        protocol,
+        views,
+        method,
+        r,
+        flops_target,
+        rlt_threshold,
+        sweep,
+        batch_size,
+        workers,
+        device,
+        sampling_rate,
+        limit,
+        precision,
+        out,
+    )
     list_file = Path(data)
     entries = read_video_list(list_file, root)
-    if limit is not None:
-        entries = entries[:limit]
+    if opts.limit is not None:
+        entries = entries[: opts.limit]
 
     ctx = init_distributed(device)
     stack = contextlib.ExitStack()
     try:
         resolved = resolve_model(model, num_heads=num_heads, num_frames=num_frames, image_size=image_size)
         resolved.model.to(ctx.device)
-        pruning = prune_model(resolved.model, method, r, flops_target)
         pre = resolved.preprocessing
         # the model's own sampling when it records one; an explicit --sampling-rate overrides it
         rate = sampling_rate if sampling_rate is not None else (pre.sampling_rate or DEFAULT_SAMPLING_RATE)
         window = sampling_window(protocol, pre.num_frames, rate)
+        common = _settings(
+            model, resolved, num_heads, protocol, opts.views, rate, opts.precision, list_file, root
+        )
+        targets, notes = _targets(resolved.model, opts, common, ctx)
+        skipped = [s for s in opts.settings if all(t.resolved.setting != s for t in targets)]
         if ctx.is_main:
             _warn_labels(entries, _num_classes(resolved.model), list_file)
 
-        settings = {
-            "model": resolved.source.get("path", model),
-            "model_kind": resolved.source.get("kind"),
-            "num_heads": num_heads,
-            "method": method if (r is not None or flops_target is not None) else None,
-            "r": r,
-            "flops_target": flops_target,
-            "protocol": protocol,
-            "views": str(view_spec),
-            "sampling_rate": rate if protocol == "kinetics" else None,
-            "num_frames": pre.num_frames,
-            "image_size": pre.image_size,
-            "mean": list(pre.mean),
-            "std": list(pre.std),
-            "resize": pre.resize,  # None: VideoMAE's (short side = image_size, no antialiasing)
-            "precision": precision_used,
-            "list_file": str(list_file.resolve()),
-            "list_sha256": _sha256(list_file),
-            "root": str(Path(root).resolve()) if root is not None else None,
-        }
-        lock = res.RankLock(out_dir, ctx.rank).acquire()
+        lock = res.RankLock(opts.out, ctx.rank).acquire()
         stack.callback(lock.release)
-        error: Exception | None = None
-        if ctx.is_main:
-            try:
-                state = res.check_or_record_settings(out_dir, settings, overwrite)
-            except (ValueError, OSError) as e:  # StpruneErrors, or a file system refusing the write
-                error, state = e, None
-        else:
-            state = None
-        error, state = ctx.broadcast((error, state))
-        if error is not None:
-            raise error
-        out_dir.mkdir(parents=True, exist_ok=True)
+        state = _check_folders(ctx, opts, common, targets, overwrite)
+        todo, complete = _needs(ctx, entries, targets)
+        mine = shard(todo, ctx.rank, ctx.world_size)
+        if ctx.is_main and progress:
+            _say_resuming(opts, state, targets, len(entries), complete, len(todo))
 
-        _repair_files(out_dir, ctx)
-        ctx.barrier()
-        done: set[str] = set()
-        for part in ctx.all_gather(set(_visible_rows(out_dir))):
-            done |= part
-        wanted = {e.path for e in entries}
-        remaining = [e for e in entries if e.path not in done]
-        mine = shard(remaining, ctx.rank, ctx.world_size)
-        if ctx.is_main and progress and state == "resume":
-            tqdm.write(
-                f"resuming {out_dir}: {len(done & wanted)} of {len(entries)} videos already done, "
-                f"{len(remaining)} to go"
-            )
-
-        with res.PredictionWriter(res.rank_file(out_dir, ctx.rank)) as writer:
+        with contextlib.ExitStack() as files:
+            writers = [
+                files.enter_context(res.PredictionWriter(res.rank_file(t.dir, ctx.rank))) for t in targets
+            ]
             resolved.model.eval()
-            _evaluate_shard(
-                mine,
-                resolved,
-                ctx,
-                writer,
-                protocol,
-                view_spec,
-                rate,
-                batch_size,
-                workers,
-                precision_used,
-                progress,
-            )
+            engine = _evaluate_shard(mine, resolved, targets, ctx, writers, opts, rate, progress)
 
         ctx.barrier()
         # all_gather rather than gather: supported the same way by NCCL and gloo; rows are small.
-        gathered = ctx.all_gather(_visible_rows(out_dir))
+        gathered = ctx.all_gather([_visible_rows(t.dir) for t in targets])
         if not ctx.is_main:
             # Leave together with rank 0: a rank that tears its gloo group down while rank 0 still
             # holds the connection can abort at exit ("terminate called without an active exception").
             ctx.barrier()
             return None
-        rows: dict[str, dict[str, Any]] = {}
-        for part in gathered or []:
-            for video, row in part.items():
-                rows.setdefault(video, row)
-        order = [e.path for e in entries]
-        summary = res.summarize(rows, order, window)
-        if summary["num_short"]:
-            if protocol == "kinetics":
-                what = f"{pre.num_frames} frames at stride {rate} span {window}"
-                hint = "If the model was trained with another sampling, pass its --sampling-rate"
-            else:
-                what, hint = f"one frame for each of {pre.num_frames} segments", "Check the videos"
-            warnings.warn(
-                f"{summary['num_short']} of {summary['num_evaluated']} videos have fewer than {window} "
-                f"frames, the sampling window ({what}): their clips repeat frames. {hint}",
-                stacklevel=2,
-            )
-        try:
-            gflops = _gflops_per_view(resolved, ctx.device)
-        except Exception as e:  # noqa: BLE001 - a FLOP count must not cost the summary of a long run
-            gflops = None
-            tqdm.write(f"warning: could not count GFLOPs per view ({type(e).__name__}: {e})")
         import stprune
 
-        summary.update(
-            {
-                "gflops_per_view": gflops,
-                "pruning": pruning,
-                "settings": settings,
-                "model_description": resolved.description,
-                "num_views": view_spec.num_views,
-                "limit": limit,
-                "run": {
-                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "device": str(ctx.device),
-                    "precision": precision_used,
-                    "world_size": ctx.world_size,
-                    "workers": workers,
-                    "stprune_version": stprune.__version__,
-                    "torch_version": torch.__version__,
-                },
-            }
-        )
-        res.write_merged(out_dir, rows, order)
-        res.write_json_atomic(out_dir / res.SUMMARY_FILE, summary)
-        ctx.barrier()  # the other ranks wait here for the summary (see above)
-        return summary
+        order = [e.path for e in entries]
+        run_info = {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": str(ctx.device),
+            "precision": opts.precision,
+            "world_size": ctx.world_size,
+            "workers": opts.workers,
+            "stprune_version": stprune.__version__,
+            "torch_version": torch.__version__,
+        }
+        speeds = engine.clips_per_s()
+        summaries = []
+        for i, t in enumerate(targets):
+            rows: dict[str, dict[str, Any]] = {}
+            for part in gathered or []:
+                for video, row in part[i].items():
+                    rows.setdefault(video, row)
+            summary = res.summarize(rows, order, window)
+            if i == 0:
+                _warn_short(summary, protocol, pre.num_frames, rate, window)
+            summary.update(
+                {
+                    "gflops_per_view": _gflops(resolved, t, rows, ctx.device),
+                    "pruning": None if t.resolved.pruning is None else dict(t.resolved.pruning),
+                    "settings": t.record,
+                    "model_description": resolved.description,
+                    "num_views": opts.views.num_views,
+                    "limit": opts.limit,
+                    # views per second of rank 0's forwards in this run (median over batches)
+                    "run": {**run_info, "views_per_s": speeds[i]},
+                }
+            )
+            res.write_merged(t.dir, rows, order)
+            res.write_json_atomic(t.dir / res.SUMMARY_FILE, summary)
+            summaries.append(summary)
+        if not opts.sweep:
+            ctx.barrier()  # the other ranks wait here for the summary (see above)
+            return summaries[0]
+
+        table = _sweep_rows(targets, summaries, skipped, notes)
+        res.write_sweep(opts.out, table)
+        counts = f"{plural(len(entries), 'video')} x {plural(opts.views.num_views, 'view')}"
+        title = f"{resolved.description}: {counts}"
+        _plot_sweep(opts.out, targets, summaries, title)
+        ctx.barrier()
+        return {
+            "sweep": table,
+            "summaries": {t.name: s for t, s in zip(targets, summaries, strict=True)},
+            "skipped": notes,
+            "num_videos": len(entries),
+            "num_views": opts.views.num_views,
+            "settings": common,
+            "run": run_info,
+        }
     finally:
         stack.close()
         ctx.close()
