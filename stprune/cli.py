@@ -388,7 +388,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--num-frames",
         type=positive_int,
         default=None,
-        help="frames per clip of a zoo .pth / Video Swin checkpoint",
+        help="frames per clip of a zoo .pth / Video Swin checkpoint, or another frame count for V-JEPA 2",
     )
     p.add_argument(
         "--image-size",
