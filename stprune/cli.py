@@ -12,39 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its usage errors in one line (exit code 2, as argparse's own)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
+from stprune.argtypes import OneLineParser as _Parser
+from stprune.argtypes import nonnegative_int, positive_int
 
 # --------------------------------------------------------------------------------------------
-# option types: every command checks its values the same way, before any work
+# option types: every command checks its values the same way, before any work (the shared ones
+# live in stprune.argtypes, also used by the developer scripts)
 # --------------------------------------------------------------------------------------------
-
-
-def _int(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int(text, 1)
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int(text, 0)
 
 
 def device_arg(text: str) -> str:

@@ -142,6 +142,11 @@ def test_threshold_settings_record_each_videos_gflops_and_the_mean_survives_a_re
     tighter = [r for r in first["sweep"] if r["setting"] == "threshold=0.05"][0]
     assert tighter["gflops_per_view"] >= entry["gflops_per_view"]  # a lower tau keeps more tokens
 
+    # no planned ratio for a setting that decides per clip (the mean is gflops_per_view); a fixed one has it
+    summary = json.loads((out / name / res.SUMMARY_FILE).read_text())
+    assert summary["pruning"]["estimated_flops_ratio"] is None
+    fixed = json.loads((out / "sta_flops_target=0.7" / res.SUMMARY_FILE).read_text())
+    assert 0 < fixed["pruning"]["estimated_flops_ratio"] <= 0.7
     # fixed-cost settings have no per-video field
     assert "gflops" not in json.loads(_lines(out / "sta_flops_target=0.7" / "predictions.jsonl")[0])
     # a resume with nothing to do recomputes sweep.json from the rows: the same figures

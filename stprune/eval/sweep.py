@@ -215,7 +215,9 @@ def _pruning_summary(info: Any) -> dict[str, Any]:
             {"after_block": s.after_block, "groups": s.groups, "r": s.r, "reverse": s.reverse}
             for s in info.stages
         ],
-        "estimated_flops_ratio": info.flops_ratio,
+        # a method that decides per clip (RLT's threshold) has no planned ratio: the summary's
+        # gflops_per_view is the mean of what each view used
+        "estimated_flops_ratio": None if any(s.r is None for s in info.stages) else info.flops_ratio,
     }
 
 
