@@ -102,29 +102,24 @@ def _run_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_r_and_target(p: argparse.ArgumentParser, r_help: str, target_help: str) -> None:
+    """``--r R ...`` and ``--flops-target X ...``, each repeatable (values add up)."""
+    p.add_argument("--r", type=int, nargs="+", action="extend", default=[], metavar="R", help=r_help)
+    p.add_argument(
+        "--flops-target", type=float, nargs="+", action="extend", default=[], metavar="X", help=target_help
+    )
+
+
 def _add_setting_args(p: argparse.ArgumentParser) -> None:
     from stprune.architectures.loading import MODEL_HELP
     from stprune.methods import METHODS
 
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--method", default="sta", choices=sorted(METHODS), help="pruning method (default: sta)")
-    p.add_argument(
-        "--r",
-        type=int,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="R",
-        help="tokens dropped per group; several values compare several settings",
-    )
-    p.add_argument(
-        "--flops-target",
-        type=float,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="X",
-        help="FLOPs ratio(s) in (0, 1]: r is chosen to reach each",
+    _add_r_and_target(
+        p,
+        "tokens dropped per group; several values compare several settings",
+        "FLOPs ratio(s) in (0, 1]: r is chosen to reach each",
     )
     p.add_argument("--json", metavar="PATH", type=output_file, help="also write the results as JSON")
 
@@ -305,23 +300,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         metavar="M",
         help=f"pruning method(s): {', '.join(sorted(METHODS))}; several run at every value (default sta)",
     )
-    p.add_argument(
-        "--r",
-        type=int,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="R",
-        help="tokens dropped per group at each pruning point; several values make a sweep",
-    )
-    p.add_argument(
-        "--flops-target",
-        type=float,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="X",
-        help="target FLOPs ratio(s) in (0, 1]; several values make a sweep",
+    _add_r_and_target(
+        p,
+        "tokens dropped per group at each pruning point; several values make a sweep",
+        "target FLOPs ratio(s) in (0, 1]; several values make a sweep",
     )
     p.add_argument(
         "--rlt-threshold",
