@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import warnings
 
 import pytest
 import torch
@@ -288,3 +289,43 @@ def test_local_dir_preprocessing(tmp_path):
     )
     pre = resolve_model(str(d)).preprocessing
     assert pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.25, 0.25, 0.25)
+
+
+@pytest.mark.parametrize("name", ["VivitImageProcessor", "VideoMAEImageProcessor"])
+def test_processor_rescale_is_folded_into_mean_and_std(name):
+    """eval's (x / 255 - mean) / std equals the HF processor's rescale + normalise exactly:
+    ViViT rescales by 1/127.5 and subtracts 1 before its 0.5/0.5 normalisation ([-3, 1])."""
+    import numpy as np
+    import transformers
+
+    from stprune.architectures.loading import preprocessing_from_config
+    from stprune.eval.transforms import normalize
+
+    class Config:
+        image_size, num_frames = 8, 2
+
+    video = np.random.default_rng(0).integers(0, 256, size=(2, 8, 8, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "requires torchvision": the PIL implementation is used
+        proc = getattr(transformers, name)(do_resize=False, do_center_crop=False)
+        ref = proc([list(video)], return_tensors="pt")["pixel_values"][0]  # (T, C, H, W)
+    pre = preprocessing_from_config(Config, proc.to_dict())
+    ours = normalize(torch.from_numpy(video).permute(0, 3, 1, 2), pre.mean, pre.std)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+    if name.startswith("Vivit"):
+        assert float(ref.min()) < -1.5  # the offset matters: not the [-1, 1] of x / 255 with 0.5/0.5
+
+
+def test_vivit_video_processor_and_plain_configs():
+    from stprune.architectures.loading import preprocessing_from_config
+
+    class Config:
+        image_size, num_frames = 8, 2
+
+    half = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    video = preprocessing_from_config(Config, {"video_processor_type": "VivitVideoProcessor", **half})
+    assert video.mean == (0.75,) * 3 and video.std == (0.25,) * 3  # x/127.5 - 1, then 0.5/0.5
+    plain = preprocessing_from_config(Config, {"rescale_factor": 1 / 255, **half})
+    assert plain.mean == (0.5,) * 3 and plain.std == (0.5,) * 3  # unchanged, bit for bit
+    raw = preprocessing_from_config(Config, {"do_rescale": False, "do_normalize": False})
+    assert raw.mean == (0.0,) * 3 and raw.std == (1 / 255,) * 3  # the model gets 0..255

@@ -166,6 +166,36 @@ def _norm_stats(values: Any, default: tuple[float, float, float], name: str) -> 
     return values  # type: ignore[return-value]
 
 
+def _folded_rescale(
+    processor: Mapping[str, Any], mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The processor's rescale step folded into mean / std, so that ``(x / 255 - mean') / std'``
+    equals what it computes, ``(x * rescale_factor - offset - mean) / std`` on uint8 ``x``.
+
+    ViViT's processors rescale with ``1/127.5`` and subtract 1 (``offset``) before their 0.5 / 0.5
+    normalisation, so its input is ``[-3, 1]``, not ``[-1, 1]``: mean' 0.75, std' 0.25. A
+    processor that rescales by 1/255 without offset (VideoMAE's, V-JEPA 2's) is left as it is.
+    """
+    kind = str(processor.get("image_processor_type") or processor.get("video_processor_type") or "")
+    do_rescale = bool(processor.get("do_rescale", True))
+    default_factor = 1 / 127.5 if kind.startswith("Vivit") else 1 / 255
+    factor = float(processor.get("rescale_factor", default_factor)) if do_rescale else 1.0
+    if kind == "VivitImageProcessor":
+        offset = do_rescale and bool(processor.get("offset", True))
+    else:  # VivitVideoProcessor always subtracts 1 after rescaling
+        offset = do_rescale and kind == "VivitVideoProcessor"
+    if not processor.get("do_normalize", True):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    scale = 255.0 * factor
+    if abs(scale - 1.0) < 1e-9 and not offset:
+        return mean, std
+    shift = 1.0 if offset else 0.0
+    return (
+        tuple((m + shift) / scale for m in mean),  # type: ignore[return-value]
+        tuple(v / scale for v in std),  # type: ignore[return-value]
+    )
+
+
 def _int_size(value: Any) -> int:
     if isinstance(value, Mapping):
         value = value.get("height", value.get("shortest_edge"))
@@ -212,7 +242,8 @@ def preprocessing_from_config(
     config: Any, processor: Mapping[str, Any] | None = None, layout: str = "BTCHW"
 ) -> Preprocessing:
     """Preprocessing from an HF-style config (``image_size``, ``num_frames``) and processor dict
-    (``image_mean`` / ``image_std``, and the resize: see :func:`_processor_resize`)."""
+    (``image_mean`` / ``image_std`` with the processor's rescale folded in, see
+    :func:`_folded_rescale`; the resize: see :func:`_processor_resize`)."""
     processor = dict(processor or {})
     size = getattr(config, "image_size", None)
     if size is None:  # V-JEPA 2: crop_size is the model's input size
@@ -228,11 +259,16 @@ def preprocessing_from_config(
         )
     crop = _int_size(size)
     short, antialias = _processor_resize(config, processor, crop)
+    mean, std = _folded_rescale(
+        processor,
+        _norm_stats(processor.get("image_mean"), IMAGENET_MEAN, "image_mean"),
+        _norm_stats(processor.get("image_std"), IMAGENET_STD, "image_std"),
+    )
     return Preprocessing(
         image_size=crop,
         num_frames=int(frames),
-        mean=_norm_stats(processor.get("image_mean"), IMAGENET_MEAN, "image_mean"),
-        std=_norm_stats(processor.get("image_std"), IMAGENET_STD, "image_std"),
+        mean=mean,
+        std=std,
         layout=layout,
         short_side=short,
         antialias=antialias,
