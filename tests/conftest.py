@@ -84,6 +84,16 @@ TINY_SWIN = _swin_config(
 )
 
 
+def enable_checkpointing(model: torch.nn.Module, reentrant: bool = False) -> None:
+    """Gradient checkpointing in an HF model, by the name its transformers version prefers
+    (``activation_checkpointing_enable`` since 5.x deprecates ``gradient_checkpointing_enable``)."""
+    kwargs = {"use_reentrant": reentrant}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def clip(
     batch: int = 2, frames: int = 16, image: int = 64, seed: int = 0, dtype=torch.float32
 ) -> torch.Tensor:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import pytest
 import torch
+from conftest import enable_checkpointing
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -287,7 +288,6 @@ def test_eager_tome_adds_the_bias():
     assert (got - ref).abs().max().item() < EAGER_TOL
 
 
-@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
 @pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
 def test_training_with_gradient_checkpointing_matches(reentrant):
     x = vjepa2_clip()
@@ -295,7 +295,7 @@ def test_training_with_gradient_checkpointing_matches(reentrant):
     for checkpointing in (False, True):
         model = tiny_vjepa2().train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+            enable_checkpointing(model, reentrant)
         stprune.patch(model, method="sta", r=3)
         out = model(pixel_values_videos=x).logits
         out.square().sum().backward()

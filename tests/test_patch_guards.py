@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_SWIN, clip, tiny_videomae, tiny_vivit
+from conftest import TINY_SWIN, clip, enable_checkpointing, tiny_videomae, tiny_vivit
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import VideoMAEForVideoClassification
@@ -170,9 +170,9 @@ def test_training_gradients_with_and_without_checkpointing(build, method):
         stprune.patch(model, method=method, r=4)
         model.train()
         if ckpt == "hf":
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model, reentrant=False)
         elif ckpt == "hf-reentrant":
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+            enable_checkpointing(model, reentrant=True)
         elif ckpt == "hooks-inside":
             _checkpoint_calls(model)
         return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_SWIN, tiny_videomae, tiny_vivit
+from conftest import TINY_SWIN, enable_checkpointing, tiny_videomae, tiny_vivit
 from torch import nn
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
@@ -354,7 +354,7 @@ def test_training_with_and_without_checkpointing(kw):
     for checkpointing in (False, True):
         model = _model("videomae")
         if checkpointing:
-            model.gradient_checkpointing_enable({"use_reentrant": False})
+            enable_checkpointing(model)
         model.train()
         stprune.patch(model, "rlt", **kw)
         model(pixel_values=x).logits.square().sum().backward()
