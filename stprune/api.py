@@ -200,8 +200,10 @@ def restore_tokens(
 
     Args:
         model: the patched model (ViT family) whose last forward produced ``hidden``.
-        hidden: (B, P + L, C) the encoder's output tokens (e.g. ``last_hidden_state``), the P
-            protected tokens outside the grid (ViViT's CLS) first, as the model returns them.
+        hidden: (B, P + L, C) the encoder's output tokens (e.g. ``last_hidden_state`` of
+            ``VideoMAEModel``), the P protected tokens outside the grid (ViViT's CLS) first, as
+            the model returns them. (In a mean-pooling classifier the last block's tokens carry
+            the weights of its size-weighted / padding-free mean: use the encoder model.)
         fill: ``"nearest_time"`` (a pruned place gets the features of the kept token at the same
             spatial index in the nearest slot in time; ties: the earlier slot; 0 where no slot
             kept that index) or a number (every channel).
