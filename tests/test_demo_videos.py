@@ -8,14 +8,32 @@ from stprune.demo.synthetic import FRAME_SIZE, NUM_FRAMES, generate_clip
 from stprune.demo.videos import make_demo_videos, read_mp4, write_mp4
 
 
-def test_write_read_roundtrip_is_close(tmp_path):
+def test_default_roundtrip_is_lossless(tmp_path):
     frames, _ = generate_clip(1)
-    write_mp4(tmp_path / "a.mp4", frames)
+    write_mp4(tmp_path / "a.mp4", frames)  # libx264rgb at crf 0
     back = read_mp4(tmp_path / "a.mp4")
     assert back.shape == frames.shape and back.dtype == np.uint8
-    err = np.abs(back.astype(int) - frames)
-    assert err.mean() < 2.0
-    assert np.percentile(err, 99) <= 8
+    np.testing.assert_array_equal(back, frames)
+
+
+def test_libx264_yuv_roundtrip_is_within_two_levels_and_lossy_crf_is_close(tmp_path):
+    frames, _ = generate_clip(1)
+    write_mp4(tmp_path / "a.mp4", frames, codec="libx264")  # yuv444p, crf 0: colour rounding only
+    assert np.abs(read_mp4(tmp_path / "a.mp4").astype(int) - frames).max() <= 2
+    write_mp4(tmp_path / "b.mp4", frames, codec="libx264", crf=8)
+    err = np.abs(read_mp4(tmp_path / "b.mp4").astype(int) - frames)
+    assert err.mean() < 2.0 and np.percentile(err, 99) <= 8
+    with pytest.raises(ValueError, match="rgb24 only"):
+        write_mp4(tmp_path / "c.mp4", frames, codec="libx264rgb", pix_fmt="yuv420p")
+
+
+def test_demo_videos_decode_to_the_generated_clips_on_every_run(tmp_path):
+    """The README's sweep figures depend on it: two runs give the same frames, the generated ones."""
+    runs = [make_demo_videos(tmp_path / f"run{k}", 4, progress=False) for k in range(2)]
+    for i in range(4):
+        frames, _ = generate_clip(i, "val")
+        for list_path in runs:
+            np.testing.assert_array_equal(read_mp4(list_path.parent / f"videos/val_{i:05d}.mp4"), frames)
 
 
 def test_mpeg4_fallback_roundtrip(tmp_path):
@@ -38,7 +56,7 @@ def test_make_demo_videos_list_and_files(tmp_path):
         assert not rel.startswith("/")
         back = read_mp4(tmp_path / "demo" / rel)
         assert back.shape == (NUM_FRAMES, FRAME_SIZE, FRAME_SIZE, 3)
-        assert np.abs(back.astype(int) - frames).mean() < 2.0
+        np.testing.assert_array_equal(back, frames)
 
 
 def test_cli_make_demo_videos(tmp_path, capsys):
