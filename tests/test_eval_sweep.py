@@ -381,3 +381,9 @@ def test_real_kill_9_of_a_sweep_then_immediate_resume(videos, tmp_path):
         assert _lines(out / row["dir"] / "predictions.jsonl") == _lines(
             tmp_path / "ref" / row["dir"] / "predictions.jsonl"
         )
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_bad_thresholds_are_refused_before_any_work(bad):
+    with pytest.raises(SettingError, match="finite number >= 0"):
+        sweep_settings(["sta"], flops_target=0.7, threshold=[0.1, bad])

@@ -373,6 +373,7 @@ def test_training_with_and_without_checkpointing(kw):
         ({"threshold": 0.1, "flops_target": 0.5}, SettingError, "not both"),
         ({"threshold": "high"}, SettingTypeError, "threshold must be a real number"),
         ({"threshold": float("nan")}, SettingError, "finite"),
+        ({"threshold": -1}, SettingError, "threshold must be >= 0"),
         ({"r": SLOTS * N}, SettingError, f"0 <= r <= {(SLOTS - 1) * N}"),
         ({"r": [1, 2]}, SettingTypeError, "one r"),
         ({"r": 4, "schedule": "paper"}, SettingError, "takes no schedule"),

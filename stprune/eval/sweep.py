@@ -88,8 +88,8 @@ def _check_r(value: Any) -> int:
 def _check_threshold(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise SettingTypeError(f"--rlt-threshold {value!r} must be a finite number")
-    if not math.isfinite(float(value)):
-        raise SettingError(f"--rlt-threshold {value!r} must be a finite number")
+    if not math.isfinite(float(value)) or value < 0:
+        raise SettingError(f"--rlt-threshold {value!r} must be a finite number >= 0")
     return float(value)
 
 
@@ -104,7 +104,7 @@ def sweep_settings(
     every method x every ``flops_target``, then RLT at every ``threshold``; duplicates dropped.
 
     Every value is checked here, before any model is loaded: methods against the registry,
-    ``r`` >= 0, ``flops_target`` in (0, 1], thresholds finite (SettingError / SettingTypeError,
+    ``r`` >= 0, ``flops_target`` in (0, 1], thresholds finite and >= 0 (SettingError / SettingTypeError,
     naming the value and the allowed range). RLT must be registered for ``threshold``.
     """
     from stprune.core.flops import check_flops_target

@@ -35,7 +35,7 @@ class RLT(InputSelectionMethod):
     """Drop temporally repeated input tokens (see the module docstring).
 
     Args:
-        threshold: tau of the threshold mode (a finite number; the paper: 0.1). ``None``: the
+        threshold: tau of the threshold mode (a finite number >= 0; the paper: 0.1). ``None``: the
             mode follows the setting: a fixed budget when ``r`` or ``flops_target`` is given,
             else the threshold mode with tau = 0.1.
     """
@@ -45,7 +45,13 @@ class RLT(InputSelectionMethod):
     adaptive: ClassVar[bool] = True
 
     def __init__(self, threshold: float | None = None) -> None:
-        self.threshold = None if threshold is None else check_threshold(threshold)
+        tau = None if threshold is None else check_threshold(threshold)
+        if tau is not None and tau < 0:
+            raise SettingError(
+                f"threshold must be >= 0 (a mean |difference| of the input; a negative one keeps every "
+                f"token, nothing is pruned); got {threshold!r}"
+            )
+        self.threshold = tau
 
     def check_budget(self) -> None:
         if self.threshold is not None:
