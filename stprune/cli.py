@@ -136,14 +136,29 @@ def _add_flops(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_flops)
 
 
+def _measure_flops(model: object, args: argparse.Namespace) -> list:
+    """The rows of every setting the model can take; the others are warned about (one line each),
+    and a run where none of the asked-for settings can run fails (exit 2)."""
+    from stprune.bench.compare import measure_flops_rows
+    from stprune.errors import SettingError
+
+    settings = _settings(args)
+    notes: list[str] = []
+    rows = measure_flops_rows(model, settings, on_skip=notes.append)
+    if len(settings) > 1 and len(rows) == 1:
+        raise SettingError(notes[0][len("skipped ") :])
+    for note in notes:
+        print(f"stprune {args.command}: warning: {note}", file=sys.stderr)
+    return rows
+
+
 def _run_flops(args: argparse.Namespace) -> int:
     from stprune.architectures.loading import load_model
-    from stprune.bench.compare import measure_flops_rows
     from stprune.bench.report import print_rows, write_json
     from stprune.models import get_adapter
 
     model = load_model(args.model, weights=False)
-    rows = measure_flops_rows(model, _settings(args))
+    rows = _measure_flops(model, args)
     print_rows(rows, f"{args.model} - {get_adapter(model).describe()} - GFLOPs per clip (1 MAC = 1 FLOP)")
     if args.json:
         write_json(args.json, {"model": args.model, "results": [r.as_dict() for r in rows]})
@@ -206,7 +221,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from stprune.architectures.loading import load_model
-    from stprune.bench.compare import measure_flops_rows, measure_speed_rows
+    from stprune.bench.compare import measure_speed_rows
     from stprune.bench.report import print_rows, write_json
     from stprune.core.schedule import plural
     from stprune.models import get_adapter
@@ -215,7 +230,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     console = Console(stderr=True)
     model = load_model(args.model).to(args.device)
-    rows = measure_flops_rows(model, _settings(args))
+    rows = _measure_flops(model, args)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     with console.status("timing") as status:
         rows = measure_speed_rows(
@@ -613,7 +628,8 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         type=float,
         default=None,
-        help="FLOPs ratio in (0, 1] (default 0.7 when no --r or --rlt-threshold)",
+        help="FLOPs ratio in (0, 1] (default 0.7 when no --r or --rlt-threshold; --method rlt alone: "
+        "threshold 0.1)",
     )
     prune.add_argument(
         "--rlt-threshold",

@@ -216,3 +216,12 @@ def test_repeated_r_options_add_up(capsys):
 def test_demo_with_only_unreachable_targets_fails_before_the_work(capsys):
     code, _, err = run(["demo", "--fast", "--targets", "0.05", "--no-progress"], capsys)
     assert_one_line_error(code, err, "demo", "no method reaches any of the FLOPs targets [0.05]")
+
+
+def test_flops_skips_an_unreachable_target_and_keeps_the_others(capsys):
+    assert main(["flops", "--model", "video-swin-t", "--flops-target", "0.7", "0.5"]) == 0
+    out, err = capsys.readouterr()
+    assert "flops_target=0.7" in out and "flops_target=0.5" not in out
+    assert "warning: skipped sta flops_target=0.5" in err and "lowest achievable FLOPs ratio" in err
+    assert main(["flops", "--model", "video-swin-t", "--flops-target", "0.5", "0.4"]) == 2  # nothing can run
+    assert "error:" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from torch import nn
 import stprune
 from stprune.bench.flops import count_macs
 from stprune.bench.speed import SpeedResult, measure_speed
+from stprune.errors import SettingError
 from stprune.models import get_adapter
 
 __all__ = ["Setting", "Row", "make_settings", "measure_flops_rows", "measure_speed_rows", "meta_twin"]
@@ -148,13 +149,21 @@ def meta_twin(model: nn.Module) -> nn.Module | None:
     return twin.eval()
 
 
-def measure_flops_rows(model: nn.Module, settings: Sequence[Setting], use_meta: bool = True) -> list[Row]:
+def measure_flops_rows(
+    model: nn.Module,
+    settings: Sequence[Setting],
+    use_meta: bool = True,
+    on_skip: Callable[[str], Any] | None = None,
+) -> list[Row]:
     """Measure GFLOPs of one clip for every setting (FlopCounterMode, math SDPA).
 
     Args:
         model: an unpatched supported model.
         settings: what to compare; the first one is the reference for ratios.
         use_meta: count on a meta-device twin (exact and instant) when the model allows it.
+        on_skip: called with a one-line note for every setting the model cannot take (e.g. a
+            flops_target below what the method reaches), which is then left out; without it such a
+            setting raises its SettingError.
     """
     device = next(model.parameters()).device
     target = model if device.type == "meta" else ((meta_twin(model) if use_meta else None) or model)
@@ -164,7 +173,13 @@ def measure_flops_rows(model: nn.Module, settings: Sequence[Setting], use_meta: 
     inputs = adapter.example_inputs(1, device=device)
     rows: list[Row] = []
     for s in settings:
-        s.patch(target)
+        try:
+            s.patch(target)
+        except SettingError as err:
+            if on_skip is None:
+                raise
+            on_skip(f"skipped {s.method} {s.label}: {err}")
+            continue
         try:
             macs = count_macs(target, inputs)
             if stprune.is_patched(target):

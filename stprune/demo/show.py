@@ -298,7 +298,7 @@ def show_model(
         mean / std: the model's per-channel normalisation of [0, 1] RGB.
         source: what the clip is, for the title.
         method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
-        r / flops_target: the pruning setting (default: flops_target 0.7).
+        r / flops_target: the pruning setting (default: flops_target 0.7; for rlt: threshold 0.1).
         threshold: RLT's threshold mode instead (tokens kept follow the clip).
     """
     from stprune.eval.transforms import normalize
@@ -310,7 +310,12 @@ def show_model(
         raise InputError(f"frames have shape {tuple(frames.shape)}; the model takes {want} (T, H, W, 3)")
     x = normalize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), mean, std)[None]
     if r is None and flops_target is None and threshold is None:
-        flops_target = DEFAULT_FLOPS_TARGET
+        if method == "rlt":  # as stprune.patch(model, "rlt"): the paper's threshold mode
+            from stprune.methods.rlt import DEFAULT_THRESHOLD
+
+            threshold = DEFAULT_THRESHOLD
+        else:
+            flops_target = DEFAULT_FLOPS_TARGET
     unpruned = int(_forward(model, grid, x).argmax(-1)[0])
     options = {} if threshold is None else {"threshold": threshold}
     stprune.patch(model, method=method, r=r, flops_target=flops_target, **options)
