@@ -4,7 +4,7 @@ Default: VideoMAE-B, 16 frames x 224^2, random weights (speed does not depend on
 unpruned and STA at r in {16, 32, 40, 48, 64} and flops_target 0.7. Settings are timed
 interleaved over several rounds so that load drift on a shared machine hits all alike.
 
-    python benchmarks/cpu_vit.py                       # README table (about 10 min on 2 cores)
+    python benchmarks/cpu_vit.py                       # README table (about 5 min on 2 cores)
     python benchmarks/cpu_vit.py --quick               # smoke run: videomae-s, 1 round, 1 iter
     python benchmarks/cpu_vit.py --methods sta rlt tome random --r --flops-target 0.7 0.5
                                                        # the methods side by side at matched FLOPs

@@ -162,6 +162,7 @@ def _run_flops(args: argparse.Namespace) -> int:
     print_rows(rows, f"{args.model} - {get_adapter(model).describe()} - GFLOPs per clip (1 MAC = 1 FLOP)")
     if args.json:
         write_json(args.json, {"model": args.model, "results": [r.as_dict() for r in rows]})
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 
@@ -260,6 +261,7 @@ def _run_bench(args: argparse.Namespace) -> int:
                 "results": [r.as_dict() for r in rows],
             },
         )
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 
@@ -342,7 +344,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="decoding DataLoader workers (default: 4, or fewer when fewer CPUs are available per rank)",
     )
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "fp16", "bf16"],

@@ -426,7 +426,8 @@ def resolve_model(
     if spec == "demo" and not path.exists():
         if given:
             raise SettingError(
-                f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin), not the demo model"
+                f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin) and --num-frames also for "
+                "V-JEPA 2, not the demo model"
             )
         return _load_demo()
 

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stprune.argtypes import OneLineParser, flops_ratio, nonnegative_int, positive_int
     from stprune.methods import METHODS
 
-    p = OneLineParser(prog="python -m stprune.demo.check", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m stprune.demo.check", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=DEMO_WEIGHTS)
     p.add_argument("--num", type=positive_int, default=600, help="validation clips")
     p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_VAL_SEED, help="validation split seed")
