@@ -274,9 +274,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "methods or values make a sweep: the unpruned model and every method x value on the same "
         "decoded views. Under torchrun the list is sharded across ranks. See docs/eval.md.",
     )
-    p.add_argument(
-        "--model", required=True, help="HF hub id, save_pretrained dir, VideoMAE zoo .pth, or 'demo'"
-    )
+    from stprune.architectures.loading import MODEL_HELP
+
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument(
         "--data", required=True, help="video list: 'path label' lines, or CSV with header path|video,label"
     )
