@@ -285,6 +285,7 @@ def main_demo(
     for path in (json_path, plot_path):  # fail now, not after the whole run
         if path:
             check_writable(path)
+    demo_settings(targets, methods, thresholds)  # bad targets / methods / thresholds: before the banner
     console = Console()
     console.print(
         "[bold]stprune demo[/bold]: the bundled VideoMAE-style classifier (synthetic 12-class task, "
