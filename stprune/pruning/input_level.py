@@ -23,7 +23,7 @@ then :class:`~stprune.api.PatchInfo`'s MACs are the unpruned upper bound and
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,7 +34,7 @@ from stprune.errors import InputError, SettingError, SettingTypeError, Unsupport
 from stprune.methods.base import InputSelection, InputSelectionMethod
 from stprune.pruning.resolve import check_setting, resolve_stages
 from stprune.pruning.sequence import PROFILE_LABEL, _in_backward
-from stprune.pruning.trace import SequenceTrace, StageTrace
+from stprune.pruning.trace import HookedPruner, SequenceTrace, StageTrace
 
 if TYPE_CHECKING:
     from stprune.adapters.base import SequenceAdapter
@@ -98,7 +98,7 @@ class InputPlanner:
         return self.max_drop + 1
 
 
-class InputPruner:
+class InputPruner(HookedPruner):
     """Applies an input-level method to a ViT-family model, via hooks (see the module docstring).
 
     Args:
@@ -108,6 +108,7 @@ class InputPruner:
     """
 
     def __init__(self, adapter: SequenceAdapter, method: InputSelectionMethod, stage: Stage) -> None:
+        super().__init__()
         self.adapter = adapter
         self.method = method
         self.stages = [stage]
@@ -129,8 +130,6 @@ class InputPruner:
         self._bias: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None  # (B,) grid tokens each clip kept
         self._macs_by_count: dict[int, int] = {}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._undo: list[Callable[[], None]] = []
         if adapter.needs_positions and lay.protected:
             raise UnsupportedModelError(
                 f"{type(adapter.model).__name__}: positions of protected tokens are not tracked"
@@ -162,14 +161,6 @@ class InputPruner:
 
     # install / remove -------------------------------------------------------------------------
 
-    def install(self) -> None:
-        """Install the hooks; on failure none stay."""
-        try:
-            self._install()
-        except BaseException:
-            self.remove()
-            raise
-
     def _install(self) -> None:
         lay = self.layout
         if self.adaptive:  # padded batches: padding is kept out of attention by a bias
@@ -186,13 +177,7 @@ class InputPruner:
         if self.adaptive or self._keep < self.planner.grid_tokens:
             self._handles.extend(self.adapter.pruning_guards())
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        for undo in self._undo:
-            undo()
-        self._handles.clear()
-        self._undo.clear()
+    def _forget(self) -> None:
         self._pending = self._gather = self._positions = self._valid = self._bias = None
 
     # hooks ------------------------------------------------------------------------------------

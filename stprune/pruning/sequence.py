@@ -49,7 +49,7 @@ from stprune.core.schedule import (
 from stprune.errors import InputError, SettingError, UnsupportedModelError
 from stprune.methods.base import ForwardContext, Method
 from stprune.pruning.resolve import resolve_stages
-from stprune.pruning.trace import SequenceTrace, StageTrace
+from stprune.pruning.trace import HookedPruner, SequenceTrace, StageTrace
 
 if TYPE_CHECKING:
     from stprune.adapters.base import SequenceAdapter
@@ -90,7 +90,7 @@ def estimate_macs(adapter: SequenceAdapter, method: Method, stages: Sequence[Sta
     return total, plan
 
 
-class SequencePruner:
+class SequencePruner(HookedPruner):
     """Applies a method at the stages of a schedule to a ViT-family model, via hooks.
 
     Works in ``model.train()`` as well (gradients through the kept or merged tokens, with or
@@ -103,6 +103,7 @@ class SequencePruner:
     """
 
     def __init__(self, adapter: SequenceAdapter, method: Method, stages: Sequence[Stage]) -> None:
+        super().__init__()
         self.adapter = adapter
         self.method = method
         self.stages = list(stages)
@@ -131,8 +132,6 @@ class SequencePruner:
         # gradient checkpointing gets the same again)
         self._rope_positions: torch.Tensor | None = None
         self._block_positions: dict[int, torch.Tensor] = {}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._undo: list[Callable[[], None]] = []
 
     def traced_macs(self) -> int:
         """MACs of one clip of the last forward: the plan is exact for this family (same as ``macs``)."""
@@ -147,15 +146,8 @@ class SequencePruner:
         stage = self._bias_stage[block]
         return None if stage is None else self._stage_bias.get(stage)
 
-    def install(self) -> None:
-        """Install the hooks (and, for size-tracking methods, the attention bias); on failure none stay."""
-        try:
-            self._install()
-        except BaseException:
-            self.remove()
-            raise
-
     def _install(self) -> None:
+        """The hooks (and, for size-tracking methods, the attention bias)."""
         lay = self.layout
         if self.method.tracks_size:
             # proportional attention: later blocks add log(size) of each key token to their logits
@@ -196,13 +188,7 @@ class SequencePruner:
                 )
         self._handles.extend(self.adapter.pruning_guards())
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        for undo in self._undo:
-            undo()
-        self._handles.clear()
-        self._undo.clear()
+    def _forget(self) -> None:
         self._keys.clear()
         self._ctx_before.clear()
         self._stage_bias.clear()

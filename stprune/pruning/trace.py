@@ -8,6 +8,7 @@ tokens stay in the grid, skipped). Each pruning point that ran is a :class:`Stag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,7 +20,7 @@ from stprune.methods.base import Method
 if TYPE_CHECKING:
     from stprune.adapters.video_swin import BlockCost
 
-__all__ = ["GridStageTrace", "GridTrace", "Pruner", "SequenceTrace", "StageTrace", "Trace"]
+__all__ = ["GridStageTrace", "GridTrace", "HookedPruner", "Pruner", "SequenceTrace", "StageTrace", "Trace"]
 
 
 @dataclass
@@ -156,3 +157,38 @@ class Pruner(Protocol):
     def install(self) -> None: ...
 
     def remove(self) -> None: ...
+
+
+class HookedPruner:
+    """Install / remove for pruners made of hooks: what :meth:`_install` registers goes into
+    ``_handles`` (removable hooks) and ``_undo`` (functions that restore a change); a failed
+    install removes what it had installed; :meth:`remove` undoes everything and :meth:`_forget`s
+    the per-forward state."""
+
+    def __init__(self) -> None:
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def _install(self) -> None:
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Drop per-forward state (default: none)."""
+
+    def install(self) -> None:
+        """Install the hooks; on failure none stay."""
+        try:
+            self._install()
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        """Remove every hook, undo every change, forget the per-forward state."""
+        for h in self._handles:
+            h.remove()
+        for undo in self._undo:
+            undo()
+        self._handles.clear()
+        self._undo.clear()
+        self._forget()
