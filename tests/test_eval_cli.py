@@ -1,7 +1,7 @@
 """`stprune eval` on the command line: bad values are one-line errors (exit 2), failures are in the
 headline, a run where no video could be evaluated exits non-zero."""
 
-import os
+import random
 
 import pytest
 import torch
@@ -19,7 +19,7 @@ def setup(tmp_path_factory):
     vids = base / "videos"
     for i in range(2):
         write_video(vids / f"v{i}.mp4", frames=40, seed=i)
-    (vids / "garbage.mp4").write_bytes(os.urandom(2048))
+    (vids / "garbage.mp4").write_bytes(random.Random(0).randbytes(2048))  # fixed: not a container
     (base / "good.txt").write_text("v0.mp4 0\nv1.mp4 1\n")
     (base / "mixed.txt").write_text("v0.mp4 0\nmissing.mp4 1\nv1.mp4 1\ngarbage.mp4 2\n")
     (base / "broken.txt").write_text("missing.mp4 1\ngarbage.mp4 2\n")

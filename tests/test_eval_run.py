@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def setup(tmp_path_factory):
     good = [f"v{i}.mp4 {i % 3}" for i in range(NUM_GOOD)]
     (base / "good.txt").write_text("\n".join(good) + "\n")
     # broken files: missing, garbage, empty, truncated (index first, so it opens but ends early)
-    (vids / "garbage.mp4").write_bytes(os.urandom(4096))
+    (vids / "garbage.mp4").write_bytes(random.Random(0).randbytes(4096))  # fixed: not a container
     (vids / "empty.mp4").write_bytes(b"")
     full = write_video(vids / "full.mp4", frames=40, seed=9, faststart=True).read_bytes()
     (vids / "truncated.mp4").write_bytes(full[: len(full) // 2])
