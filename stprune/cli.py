@@ -110,6 +110,17 @@ def _add_r_and_target(p: argparse.ArgumentParser, r_help: str, target_help: str)
     )
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch CPU threads (bench, demo)."""
+    p.add_argument(
+        "--threads",
+        metavar="N",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads, >= 1 (default: torch's choice)",
+    )
+
+
 def _add_setting_args(p: argparse.ArgumentParser) -> None:
     from stprune.architectures.loading import MODEL_HELP
     from stprune.methods import METHODS
@@ -201,13 +212,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="cpu, cuda or cuda:N (default: cuda if available)",
     )
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype")
-    p.add_argument(
-        "--threads",
-        metavar="N",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads, >= 1 (default: torch's choice)",
-    )
+    _add_threads(p)
     p.set_defaults(func=_run_bench)
 
 
@@ -551,13 +556,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         default=32,
         help="clips per forward, >= 1 (default 32)",
     )
-    p.add_argument(
-        "--threads",
-        metavar="N",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads, >= 1 (default: torch's choice)",
-    )
+    _add_threads(p)
     p.add_argument("--json", metavar="PATH", type=output_file, help="write the results as JSON")
     p.add_argument(
         "--plot",

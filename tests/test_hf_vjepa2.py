@@ -347,6 +347,19 @@ def _measured_macs(model: nn.Module, inputs: dict) -> int:
     return int(counter.get_total_flops()) // 2
 
 
+def _assert_planned_macs_are_measured(model: nn.Module, inputs: dict, patch) -> None:
+    """patch_info's MACs (pruned and unpruned) equal FlopCounterMode's count on ``inputs``."""
+    unpruned = _measured_macs(model, inputs)
+    patch()
+    try:
+        info = stprune.patch_info(model)
+        measured = _measured_macs(model, inputs)
+    finally:
+        stprune.unpatch(model)
+    assert measured == info.macs
+    assert unpruned == info.macs_unpruned
+
+
 @pytest.mark.parametrize("base", [False, True], ids=["classifier", "encoder"])
 @pytest.mark.parametrize(
     ("method", "kw"),
@@ -361,15 +374,7 @@ def _measured_macs(model: nn.Module, inputs: dict) -> int:
 def test_estimated_macs_equal_measured(base, method, kw):
     model = tiny_vjepa2(base=base, dtype=torch.float32)
     inputs = get_adapter(model).example_inputs(batch_size=1)
-    unpruned = _measured_macs(model, inputs)
-    stprune.patch(model, method=method, **kw)
-    try:
-        info = stprune.patch_info(model)
-        measured = _measured_macs(model, inputs)
-    finally:
-        stprune.unpatch(model)
-    assert measured == info.macs
-    assert unpruned == info.macs_unpruned
+    _assert_planned_macs_are_measured(model, inputs, lambda: stprune.patch(model, method=method, **kw))
 
 
 PRESET_SLOTS = {"vjepa2-l": 32, "vjepa2-h": 32, "vjepa2-g": 32, "vjepa2-l-fpc16": 8}
@@ -462,15 +467,7 @@ def test_num_frames_macs_equal_measured(base, kw):
     inputs = {"pixel_values_videos": torch.randn(1, 8, 3, 64, 64)}
     if base:
         inputs["skip_predictor"] = True
-    unpruned = _measured_macs(model, inputs)
-    _patched_at(model, 8, **kw)
-    try:
-        info = stprune.patch_info(model)
-        measured = _measured_macs(model, inputs)
-    finally:
-        stprune.unpatch(model)
-    assert measured == info.macs
-    assert unpruned == info.macs_unpruned
+    _assert_planned_macs_are_measured(model, inputs, lambda: _patched_at(model, 8, **kw))
 
 
 def test_num_frames_of_the_config_changes_nothing():
