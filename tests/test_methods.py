@@ -65,7 +65,10 @@ def test_tome_patch_bias_and_restore(build):
     stprune.patch(model, method="tome", r=10)
     assert stprune.patch_info(model).stages[0].groups == 1  # ToMe's own schedule: every block
     assert len(stprune.patch_info(model).stages) == 5
-    assert model.config._attn_implementation != impl
+    # the model's config is left alone; its attention modules read biased copies of it
+    assert model.config._attn_implementation == impl
+    attn = [m for m in model.modules() if hasattr(m, "_stprune_attention_bias")]
+    assert len(attn) == 6 and all(m.config._attn_implementation == f"stprune_biased_{impl}" for m in attn)
     with torch.no_grad():
         model(pixel_values=x)
     trace = stprune.last_trace(model)
@@ -82,6 +85,7 @@ def test_tome_patch_bias_and_restore(build):
     assert pruner.attention_bias(1).shape == (2, 1, 1, protected + 118)
     stprune.unpatch(model)
     assert model.config._attn_implementation == impl
+    assert all(m.config is model.config for m in attn)
     with torch.no_grad():
         assert torch.equal(model(pixel_values=x).logits, before)
 

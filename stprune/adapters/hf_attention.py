@@ -1,16 +1,24 @@
 """Additive attention bias for Hugging Face models, through their attention-function registry.
 
-Used by methods that need it (ToMe's proportional attention). The model's attention modules
-call ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``; while a bias is installed, that
-name points to a wrapper that adds the bias to the mask and calls the implementation the model
-was using: HF's SDPA path (the fused ``scaled_dot_product_attention`` kernel stays in use) or the
-model's own eager attention (so ``output_attentions=True`` still returns the attention
-probabilities). Other implementations (flash attention, flex attention, ...) take no additive
-bias and are refused before anything changes. STA never needs this.
+Used by methods that need it (ToMe's proportional attention, RLT's padding mask). The model's
+attention modules call ``ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]``; while a
+bias is installed, the patched model's attention modules read a config of their own (a shallow
+copy of theirs whose ``_attn_implementation`` names a wrapper) that adds the bias to the mask and
+calls the implementation the model was using: HF's SDPA path (the fused
+``scaled_dot_product_attention`` kernel stays in use) or the model's own eager attention (so
+``output_attentions=True`` still returns the attention probabilities). Other implementations
+(flash attention, flex attention, ...) take no additive bias and are refused before anything
+changes. STA never needs this.
+
+Nothing another model can see changes: the config object itself (often shared, e.g. by models
+built from one config) keeps its ``_attn_implementation``, and the only global change is that
+the two wrapper names are registered once in HF's attention registry (a wrapper called by a
+module without a bias computes what the wrapped implementation does).
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable, Sequence
 
@@ -81,6 +89,26 @@ def _eager_function(module: nn.Module) -> Callable | None:
     return getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
 
 
+def _own_config(config: object, implementation: str) -> object:
+    """A shallow copy of ``config`` whose ``_attn_implementation`` is ``implementation``.
+
+    Set in the copy's own ``__dict__``: transformers' setter would also set it on the sub-configs,
+    which the copy shares with ``config``.
+    """
+    own = copy.copy(config)
+    if isinstance(getattr(type(config), "_attn_implementation", None), property):
+        vars(own)["_attn_implementation_internal"] = implementation
+    else:
+        vars(own)["_attn_implementation"] = implementation
+    if getattr(own, "_attn_implementation", None) != implementation:
+        raise UnsupportedModelError(
+            f"cannot set the attention implementation of a copy of {type(config).__name__}: this "
+            "transformers version stores it in a way stprune does not know; use an index-pruning "
+            "method such as 'sta'"
+        )
+    return own
+
+
 def install_attention_bias(
     config: object,
     attention_modules: Sequence[nn.Module],
@@ -95,38 +123,54 @@ def install_attention_bias(
     attention ignores ``attention_mask`` (V-JEPA 2); same signature as HF's
     ``eager_attention_forward``.
 
+    Only the given modules change: each reads a copy of its own ``config`` (see the module
+    docstring). ``config``, the model's, is left as it is, like every other model sharing it.
+
     Returns:
-        a function that restores the original attention implementation.
+        a function that restores every module's own config object and removes the bias.
 
     Raises:
         UnsupportedModelError, before changing anything, for any other implementation, or an eager
         model whose modeling file has no ``eager_attention_forward``.
     """
-    restore = getattr(config, "_attn_implementation", None)
-    original = restore or "eager"
-    if original not in BIASED_IMPLEMENTATIONS:
+    configs = [getattr(m, "config", None) for m in attention_modules]
+    if any(c is None for c in configs):
         raise UnsupportedModelError(
-            f"this method adds log(token size) to the attention logits (proportional attention), which "
-            f"attn_implementation={original!r} cannot take; load the model with attn_implementation='sdpa' "
-            "or 'eager', or use an index-pruning method such as 'sta'"
+            f"{type(attention_modules[0]).__name__} has no 'config' attribute to read its attention "
+            "implementation from; this transformers version's layout is not supported for this method"
         )
-    if original == "eager":
-        eager_fns = [eager or _eager_function(m) for m in attention_modules]
-        if any(f is None for f in eager_fns):
-            raise UnsupportedModelError(
-                f"{type(attention_modules[0]).__name__}'s modeling file has no eager_attention_forward to "
-                "add the proportional-attention bias to; load the model with attn_implementation='sdpa'"
-            )
+    originals = [getattr(c, "_attn_implementation", None) or "eager" for c in configs]
+    bad = next((o for o in originals if o not in BIASED_IMPLEMENTATIONS), None)
+    if bad is not None:
+        raise UnsupportedModelError(
+            f"this method adds a bias to the attention logits (ToMe: log(token size), proportional "
+            f"attention; RLT's threshold mode: -inf for padding), which attn_implementation={bad!r} cannot "
+            "take; load the model with attn_implementation='sdpa' or 'eager', or use an index-pruning "
+            "method such as 'sta'"
+        )
+    eager_fns = [
+        (eager or _eager_function(m)) if o == "eager" else None
+        for m, o in zip(attention_modules, originals, strict=True)
+    ]
+    if any(f is None and o == "eager" for f, o in zip(eager_fns, originals, strict=True)):
+        raise UnsupportedModelError(
+            f"{type(attention_modules[0]).__name__}'s modeling file has no eager_attention_forward to "
+            "add the bias to; load the model with attn_implementation='sdpa'"
+        )
+    own: dict[int, object] = {}  # one copy per config object (a model's modules share theirs)
+    for c, o in zip(configs, originals, strict=True):
+        if id(c) not in own:
+            own[id(c)] = _own_config(c, BIASED_IMPLEMENTATIONS[o])
     _register()
-    config._attn_implementation = BIASED_IMPLEMENTATIONS[original]
-    for i, m in enumerate(attention_modules):
+    for i, (m, c) in enumerate(zip(attention_modules, configs, strict=True)):
+        m.config = own[id(c)]
         setattr(m, _BIAS_ATTR, lambda i=i: bias_fn(i))
-        if original == "eager":
+        if eager_fns[i] is not None:
             setattr(m, _EAGER_ATTR, eager_fns[i])
 
     def remove() -> None:
-        config._attn_implementation = restore
-        for m in attention_modules:
+        for m, c in zip(attention_modules, configs, strict=True):
+            m.config = c
             for attr in (_BIAS_ATTR, _EAGER_ATTR):
                 if hasattr(m, attr):
                     delattr(m, attr)

@@ -1,0 +1,56 @@
+"""Patching is safe on whatever model a user holds (issue 21): no nested double patching, no state
+shared with another model, merged tokens handed to a caller with their sizes, options and
+messages that name the right thing, and no profiler label inside a compiled graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stprune
+from stprune.adapters import HFVideoMAEAdapter, HFVivitAdapter, HFVJEPA2Adapter
+
+# ----- 2. patching one model leaves another alone ----------------------------------------------
+
+_FAMILIES = [HFVideoMAEAdapter, HFVivitAdapter, HFVJEPA2Adapter]
+
+
+def _inputs(model):
+    from stprune.models import get_adapter
+
+    return get_adapter(model).example_inputs(batch_size=2)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+@pytest.mark.parametrize(
+    "setting", [{"method": "rlt"}, {"method": "tome", "r": 4}], ids=["rlt-threshold", "tome"]
+)
+@pytest.mark.parametrize("family", _FAMILIES, ids=lambda a: a.__name__)
+def test_two_models_from_one_config_are_patched_independently(family, setting, impl):
+    a = family.example_model(seed=0)
+    a.set_attn_implementation(impl)
+    torch.manual_seed(1)
+    b = type(a)(a.config).eval()  # the same config object
+    assert b.config is a.config
+    config_before = a.config.to_dict()
+    x = _inputs(a)
+    with torch.no_grad():
+        a_before = a(**x).logits
+        b_before = b(**x).logits
+    stprune.patch(a, **setting)
+    assert a.config._attn_implementation == impl  # the shared config is not changed
+    with torch.no_grad():
+        assert torch.equal(b(**x).logits, b_before)  # b never patched: untouched
+    stprune.patch(b, method="tome", r=4)  # was refused: 'stprune_biased_sdpa' cannot take a bias
+    with torch.no_grad():
+        b(**x)
+    assert stprune.last_trace(b).tokens_per_block[1] < stprune.last_trace(b).tokens_per_block[0]
+    stprune.unpatch(a)  # a's unpatch leaves b's bias in place
+    assert stprune.is_patched(b)
+    assert any(hasattr(m, "_stprune_attention_bias") for m in b.modules())
+    stprune.unpatch(b)
+    with torch.no_grad():
+        assert torch.equal(a(**x).logits, a_before)
+        assert torch.equal(b(**x).logits, b_before)
+    assert a.config.to_dict() == config_before and b.config is a.config
+    assert a.config._attn_implementation == impl
