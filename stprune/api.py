@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,7 +95,8 @@ def patch(
             a family without options rejects any.
 
     Raises:
-        RuntimeError: the model is already patched.
+        RuntimeError: the model is already patched, one of its submodules is, or it is a submodule
+            of a patched model (the message names the submodule's path).
         UnsupportedModelError (a NotImplementedError): the model is not supported, is a
             ``torch.compile`` wrapper, or cannot take the method (e.g. ToMe on flash attention).
         SettingError / SettingTypeError (ValueError / TypeError): bad r, flops_target, method or
@@ -106,12 +108,49 @@ def patch(
             f"{type(model).__name__} is already patched by stprune ({patch_info(model).method}); "
             "call stprune.unpatch(model) first"
         )
+    _refuse_nested(model)
     adapter = get_adapter(model)
     options = dict(options)
     pruner = build_pruner(adapter, get_method(method, options), schedule, r, flops_target, **options)
     pruner.install()
     setattr(model, _ATTR, pruner)
+    _PATCHED.add(model)
     return model
+
+
+#: the models patched now (weakly held): a submodule of one of them cannot be patched as well
+_PATCHED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _patched_roots() -> list[nn.Module]:
+    return [m for m in list(_PATCHED) if is_patched(m)]
+
+
+def _refuse_nested(model: nn.Module) -> None:
+    """RuntimeError if ``model`` contains a patched module or is (or shares a module with) part of a
+    patched model: both would prune the same blocks, and the second plan would no longer hold."""
+    name = type(model).__name__
+    for path, sub in model.named_modules():
+        if path and is_patched(sub):
+            raise RuntimeError(
+                f"{name}'s submodule {path!r} ({type(sub).__name__}) is already patched by stprune "
+                f"({patch_info(sub).method}); patching {name} as well would prune its tokens twice: call "
+                f"stprune.unpatch(model.{path}) first, or keep that patch alone"
+            )
+    mine = {id(m): path for path, m in model.named_modules()}
+    for root in _patched_roots():
+        for path, sub in root.named_modules():
+            if id(sub) not in mine:
+                continue
+            outer = type(root).__name__
+            if mine[id(sub)] == "":
+                where = f"{name} is the submodule {path!r} of a {outer}"
+            else:
+                where = f"{name}'s submodule {mine[id(sub)]!r} is also the submodule {path!r} of a {outer}"
+            raise RuntimeError(
+                f"{where} that is already patched by stprune ({patch_info(root).method}); patching it as "
+                f"well would prune its tokens twice: call stprune.unpatch on that {outer} first"
+            )
 
 
 def _refuse_compiled(model: nn.Module, action: str) -> None:
@@ -141,9 +180,15 @@ def unpatch(model: nn.Module) -> nn.Module:
     _refuse_compiled(model, "unpatch")
     pruner = getattr(model, _ATTR, None)
     if pruner is None:
-        raise ValueError(f"{type(model).__name__} is not patched by stprune; nothing to unpatch")
+        inside = [(r, p) for r in _patched_roots() for p, sub in r.named_modules() if sub is model]
+        where = ""
+        if inside:
+            root, path = inside[0]
+            where = f" (it is the submodule {path!r} of a patched {type(root).__name__}: unpatch that)"
+        raise ValueError(f"{type(model).__name__} is not patched by stprune; nothing to unpatch{where}")
     pruner.remove()
     delattr(model, _ATTR)
+    _PATCHED.discard(model)
     return model
 
 

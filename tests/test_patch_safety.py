@@ -6,9 +6,62 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import clip, tiny_videomae
 
 import stprune
 from stprune.adapters import HFVideoMAEAdapter, HFVivitAdapter, HFVJEPA2Adapter
+
+# ----- 1. nested double patching -------------------------------------------------------------
+
+
+def test_patching_a_model_whose_submodule_is_patched_is_refused():
+    model = tiny_videomae()
+    x = clip()
+    with torch.no_grad():
+        before = model(pixel_values=x).logits
+    stprune.patch(model.videomae, flops_target=0.7)
+    with pytest.raises(
+        RuntimeError, match=r"submodule 'videomae' \(VideoMAEModel\) is already patched.*unpatch"
+    ):
+        stprune.patch(model, flops_target=0.7)
+    assert not stprune.is_patched(model)
+    with torch.no_grad():
+        model(pixel_values=x)  # the inner patch alone still runs
+    stprune.unpatch(model.videomae)
+    stprune.patch(model, flops_target=0.7)  # allowed once the inner patch is gone
+    stprune.unpatch(model)
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=x).logits, before)
+
+
+def test_patching_a_submodule_of_a_patched_model_is_refused():
+    model = tiny_videomae()
+    stprune.patch(model, method="tome", r=4)
+    with pytest.raises(
+        RuntimeError, match=r"VideoMAEModel is the submodule 'videomae' of a .*already patched"
+    ):
+        stprune.patch(model.videomae, r=2)
+    encoder_layer = model.videomae.encoder.layer[0]
+    assert not hasattr(encoder_layer, "_stprune")
+    with pytest.raises(ValueError, match=r"submodule 'videomae' of a patched VideoMAEForVideoClassification"):
+        stprune.unpatch(model.videomae)
+    stprune.unpatch(model)
+    stprune.patch(model.videomae, r=2)  # the outer patch is gone: the encoder may be patched alone
+    assert stprune.is_patched(model.videomae)
+    stprune.unpatch(model.videomae)
+
+
+def test_a_model_sharing_an_encoder_with_a_patched_model_is_refused():
+    a = tiny_videomae()
+    b = tiny_videomae(seed=1)
+    b.videomae.encoder = a.videomae.encoder  # the same blocks in two models
+    stprune.patch(a, r=2)
+    with pytest.raises(RuntimeError, match=r"'videomae.encoder' is also the submodule 'videomae.encoder'"):
+        stprune.patch(b, r=2)
+    stprune.unpatch(a)
+    stprune.patch(b, r=2)
+    stprune.unpatch(b)
+
 
 # ----- 2. patching one model leaves another alone ----------------------------------------------
 
