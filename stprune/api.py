@@ -112,6 +112,7 @@ def patch(
     adapter = get_adapter(model)
     options = dict(options)
     pruner = build_pruner(adapter, get_method(method, options), schedule, r, flops_target, **options)
+    _warn_unpooled_sizes(adapter, pruner)
     pruner.install()
     setattr(model, _ATTR, pruner)
     _PATCHED.add(model)
@@ -151,6 +152,30 @@ def _refuse_nested(model: nn.Module) -> None:
                 f"{where} that is already patched by stprune ({patch_info(root).method}); patching it as "
                 f"well would prune its tokens twice: call stprune.unpatch on that {outer} first"
             )
+
+
+def _warn_unpooled_sizes(adapter: Any, pruner: Pruner) -> None:
+    """Warn when the model returns tokens that stand for different numbers of input tokens
+    (merged tokens; padding of a token count per clip) to a caller who may pool them unweighted."""
+    import warnings
+
+    if not getattr(adapter, "outputs_tokens", False) or all(s.r == 0 for s in pruner.stages):
+        return
+    name, method = type(adapter.model).__name__, pruner.method.name
+    if pruner.method.tracks_size:
+        what = f"method {method!r} merges tokens, so each token {name} returns stands for 1 or more"
+    elif getattr(pruner, "adaptive", False):
+        what = f"method {method!r} keeps a token count per clip, so {name} pads clips to the longest"
+    else:
+        return
+    warnings.warn(
+        f"{what}; a plain mean over its output tokens is not the unpruned model's mean: weight them by "
+        "s = stprune.last_trace(model).sizes (B, tokens: input tokens per token, 0 for padding), "
+        "(hidden * s[..., None]).sum(1) / s.sum(1, keepdim=True), or patch the classifier that holds "
+        f"{name} (its pooling is weighted for you)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _refuse_compiled(model: nn.Module, action: str) -> None:

@@ -4,9 +4,11 @@ messages that name the right thing, and no profiler label inside a compiled grap
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
-from conftest import clip, tiny_videomae
+from conftest import clip, tiny_videomae, tiny_vivit
 
 import stprune
 from stprune.adapters import HFVideoMAEAdapter, HFVivitAdapter, HFVJEPA2Adapter
@@ -107,3 +109,58 @@ def test_two_models_from_one_config_are_patched_independently(family, setting, i
         assert torch.equal(b(**x).logits, b_before)
     assert a.config.to_dict() == config_before and b.config is a.config
     assert a.config._attn_implementation == impl
+
+
+# ----- 3. ToMe on a bare encoder: sizes for the caller, and a warning -------------------------
+
+
+@pytest.mark.parametrize("method", ["tome", "rlt"])
+def test_encoder_output_weighted_by_trace_sizes_equals_the_patched_classifier(method):
+    """ToMe (merged tokens) and RLT's threshold mode (padding) on ``model.videomae``: the head's mean
+    weighted by ``last_trace(...).sizes`` is what the patched classifier computes."""
+    whole, inner = tiny_videomae().double(), tiny_videomae().double()
+    x = clip(dtype=torch.float64)
+    x[1, 4:] = x[1, 3:4]  # clip 1 repeats a frame: RLT drops more of it, so the batch is padded
+    setting = {"method": "tome", "r": 10} if method == "tome" else {"method": "rlt", "threshold": 0.1}
+    stprune.patch(whole, **setting)
+    with pytest.warns(UserWarning, match=r"VideoMAEModel.*last_trace\(model\)\.sizes"):
+        stprune.patch(inner.videomae, **setting)
+    with torch.no_grad():
+        want = whole(pixel_values=x).logits
+        hidden = inner.videomae(pixel_values=x).last_hidden_state
+        sizes = stprune.last_trace(inner.videomae).sizes
+        plain = inner.classifier(inner.fc_norm(hidden.mean(1)))
+        pooled = (hidden * sizes[..., None]).sum(1) / sizes.sum(1, keepdim=True)
+        got = inner.classifier(inner.fc_norm(pooled))
+    assert sizes.shape == hidden.shape[:2]
+    assert torch.equal(sizes.sum(1), torch.full((2,), 128.0, dtype=sizes.dtype)) or method == "rlt"
+    assert not torch.allclose(plain, want, atol=1e-3)  # the plain mean is wrong
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)
+
+
+def test_trace_sizes_of_index_pruning_and_protected_tokens():
+    model = tiny_vivit()
+    stprune.patch(model, r=4)
+    with torch.no_grad():
+        model(pixel_values=clip())
+    trace = stprune.last_trace(model)
+    # CLS first, then every kept token stands for itself
+    assert torch.equal(trace.sizes, torch.ones(2, trace.tokens_per_block[-1]))
+    assert all(s.sizes is None for s in trace.stages)
+    stprune.unpatch(model)
+    stprune.patch(model, method="tome", r=10)
+    with torch.no_grad():
+        model(pixel_values=clip())
+    trace = stprune.last_trace(model)
+    assert trace.sizes.shape == (2, 1 + 78)
+    assert torch.equal(trace.sizes[:, 0], torch.ones(2))
+    assert torch.equal(trace.sizes[:, 1:].sum(1), torch.full((2,), 128.0))
+    assert torch.equal(trace.stages[-1].sizes, trace.sizes[:, 1:])
+
+
+def test_no_warning_for_a_classifier_or_an_index_method_on_an_encoder():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stprune.patch(tiny_videomae(), method="tome", r=4)  # the classifier weights its own mean
+        stprune.patch(tiny_videomae(base=True), method="sta", r=4)  # every token stands for itself
+        stprune.patch(tiny_videomae(base=True), method="rlt", r=20)  # a fixed budget: no padding

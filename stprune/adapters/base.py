@@ -202,6 +202,13 @@ class SequenceAdapter(Adapter):
         return False
 
     @property
+    def outputs_tokens(self) -> bool:
+        """Whether the model returns its encoder's output tokens to the caller, without a head of its
+        own that pools them (``VideoMAEModel``, ``VivitModel``, ``VJEPA2Model``): a caller who pools
+        merged or padded tokens must weight them (``stprune.last_trace(model).sizes``)."""
+        return False
+
+    @property
     def protected_reason(self) -> str:
         """Why the protected tokens are protected, for messages (e.g. ``"its head reads token 0"``)."""
         return "its leading tokens are protected"

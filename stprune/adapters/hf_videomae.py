@@ -98,6 +98,10 @@ class HFVideoMAEAdapter(HFVideoAdapter):
         )
 
     @property
+    def outputs_tokens(self) -> bool:
+        return not hasattr(self.model, "classifier")
+
+    @property
     def mean_pooled(self) -> bool:
         return getattr(self.model, "fc_norm", None) is not None
 

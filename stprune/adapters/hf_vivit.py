@@ -91,6 +91,10 @@ class HFVivitAdapter(HFVideoAdapter):
         )
 
     @property
+    def outputs_tokens(self) -> bool:
+        return not hasattr(self.model, "classifier")
+
+    @property
     def protected_reason(self) -> str:
         return "the CLS token, which the head reads"
 

@@ -205,6 +205,10 @@ class HFVJEPA2Adapter(HFVideoAdapter):
     def is_classifier(self) -> bool:
         return isinstance(getattr(self.model, "pooler", None), nn.Module)
 
+    @property
+    def outputs_tokens(self) -> bool:
+        return not self.is_classifier
+
     def _geometry(self) -> tuple[int, int, int, int]:
         """(frames, tubelet, crop, patch) from the config; frames: ``num_frames`` when set."""
         cfg = self.model.config

@@ -249,7 +249,7 @@ class InputPruner(HookedPruner):
         else:
             zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
             self._bias = torch.where(full_valid, zero, -math.inf)[:, None, None, :]
-        self.trace = SequenceTrace(lay.depth, p, lay.prunable_tokens, batch_size=b)
+        self.trace = SequenceTrace(lay.depth, p, lay.prunable_tokens, batch_size=b, device=hidden.device)
         if not self.adaptive:
             counts = None  # every clip keeps tokens_out
         st = StageTrace(0, self.stages[0], lay.prunable_tokens, kept.shape[1], kept, positions, counts=counts)

@@ -219,8 +219,9 @@ class SequencePruner(HookedPruner):
             )
         if torch.is_grad_enabled() and _in_backward():
             return  # block 0 recomputed by gradient checkpointing: this forward's state stays
+        b = hidden.shape[0]
         self.trace = SequenceTrace(
-            lay.depth, lay.protected, expected - lay.protected, batch_size=hidden.shape[0]
+            lay.depth, lay.protected, expected - lay.protected, batch_size=b, device=hidden.device
         )
         self._keys.clear()
         self._ctx = ForwardContext()
@@ -274,7 +275,8 @@ class SequencePruner(HookedPruner):
             reduced, kept = self.method.reduce(x, k, stage, ctx)
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
         if not replay:
-            self._record(index, stage, n_in, reduced.shape[1], kept)
+            sizes = ctx.size.squeeze(-1) if self.method.tracks_size else None
+            self._record(index, stage, n_in, reduced.shape[1], kept, sizes)
             if self.method.tracks_size:
                 log_size = ctx.size.squeeze(-1).log()  # (B, L')
                 if p:
@@ -300,7 +302,15 @@ class SequencePruner(HookedPruner):
         out = hidden * weight
         return (out, *output[1:]) if isinstance(output, tuple) else out
 
-    def _record(self, index: int, stage: Stage, n_in: int, n_out: int, kept: torch.Tensor | None) -> None:
+    def _record(
+        self,
+        index: int,
+        stage: Stage,
+        n_in: int,
+        n_out: int,
+        kept: torch.Tensor | None,
+        sizes: torch.Tensor | None = None,
+    ) -> None:
         if kept is None:
             self._merged = True
             self._positions = None
@@ -311,7 +321,7 @@ class SequencePruner(HookedPruner):
             offset = self.layout.grid_offset
             if pos is not None and offset:
                 pos = pos + offset  # grid positions: the protected grid tokens come first
-            self.trace.stages.append(StageTrace(index, stage, n_in, n_out, kept, pos))
+            self.trace.stages.append(StageTrace(index, stage, n_in, n_out, kept, pos, sizes=sizes))
         if self.adapter.needs_positions:
             step = kept
             if step is None:

@@ -43,6 +43,9 @@ class StageTrace:
             ``kept`` and ``positions`` are then padded with -1 after a clip's last token and
             ``tokens_out`` is the longest clip's count. ``None`` elsewhere (every clip keeps
             ``tokens_out``).
+        sizes: for a merging method (``tracks_size``, ToMe), (B, tokens_out) how many input tokens
+            each token leaving the stage stands for; ``None`` for index-pruning methods (every
+            kept token stands for itself).
     """
 
     index: int
@@ -52,6 +55,7 @@ class StageTrace:
     kept: torch.Tensor | None
     positions: torch.Tensor | None
     counts: torch.Tensor | None = None
+    sizes: torch.Tensor | None = None
 
 
 class Trace:
@@ -68,6 +72,12 @@ class Trace:
     def tokens_per_block(self) -> list[int]:
         raise NotImplementedError
 
+    @property
+    def sizes(self) -> torch.Tensor | None:
+        """How many input tokens each output token stands for (see :attr:`SequenceTrace.sizes`);
+        ``None`` where tokens are not removed from the sequence (window models keep their grid)."""
+        return None
+
 
 @dataclass
 class SequenceTrace(Trace):
@@ -78,6 +88,28 @@ class SequenceTrace(Trace):
     input_tokens: int
     stages: list[StageTrace] = field(default_factory=list)
     batch_size: int = 0
+    device: torch.device | None = None
+
+    @property
+    def sizes(self) -> torch.Tensor:
+        """(B, P + L) float: how many input tokens each token of the encoder's output stands for, in
+        the order the encoder returns them (the P protected tokens first, then the L tokens left
+        after the last pruning point): 1 for a kept token, the merged count for ToMe, 0 for the
+        padding of RLT's threshold mode. A caller who pools the output of a pruned encoder
+        (``VideoMAEModel``'s ``last_hidden_state``) weights by it:
+        ``(hidden * s[..., None]).sum(1) / s.sum(1, keepdim=True)`` is the unpruned model's mean.
+        """
+        b, p = self.batch_size, self.protected
+        last = self.stages[-1] if self.stages else None
+        if last is None:
+            tokens = torch.ones(b, self.input_tokens, device=self.device)
+        elif last.sizes is not None:
+            tokens = last.sizes
+        elif last.counts is not None and last.kept is not None:
+            tokens = (last.kept >= 0).float()
+        else:
+            tokens = torch.ones(b, last.tokens_out, device=self.device)
+        return torch.cat([tokens.new_ones(b, p), tokens], dim=1) if p else tokens
 
     @property
     def tokens_per_block(self) -> list[int]:
