@@ -111,7 +111,9 @@ def patch(
     _refuse_nested(model)
     adapter = get_adapter(model)
     options = dict(options)
-    pruner = build_pruner(adapter, get_method(method, options), schedule, r, flops_target, **options)
+    chosen = get_method(method, options)
+    _refuse_other_methods_options(chosen, options)
+    pruner = build_pruner(adapter, chosen, schedule, r, flops_target, **options)
     _warn_unpooled_sizes(adapter, pruner)
     pruner.install()
     setattr(model, _ATTR, pruner)
@@ -151,6 +153,22 @@ def _refuse_nested(model: nn.Module) -> None:
             raise RuntimeError(
                 f"{where} that is already patched by stprune ({patch_info(root).method}); patching it as "
                 f"well would prune its tokens twice: call stprune.unpatch on that {outer} first"
+            )
+
+
+def _refuse_other_methods_options(method: Method, options: Mapping[str, Any]) -> None:
+    """SettingTypeError for an option of another method (``seed=`` without ``method="random"``),
+    naming the method it belongs to and the options the chosen method takes."""
+    from stprune.errors import SettingTypeError
+    from stprune.methods import METHODS
+
+    for key in options:
+        owners = [n for n, cls in sorted(METHODS.items()) if key in cls.option_names and n != method.name]
+        if owners:
+            takes = ", ".join(f"{o}=" for o in method.option_names) or "no options"
+            raise SettingTypeError(
+                f"{key}= is an option of method {' or '.join(map(repr, owners))}, not of method "
+                f"{method.name!r} (which takes {takes}); use method={owners[0]!r} or leave {key}= out"
             )
 
 

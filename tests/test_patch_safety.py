@@ -12,6 +12,7 @@ from conftest import clip, tiny_videomae, tiny_vivit
 
 import stprune
 from stprune.adapters import HFVideoMAEAdapter, HFVivitAdapter, HFVJEPA2Adapter
+from stprune.errors import SettingError, SettingTypeError
 
 # ----- 1. nested double patching -------------------------------------------------------------
 
@@ -164,3 +165,31 @@ def test_no_warning_for_a_classifier_or_an_index_method_on_an_encoder():
         stprune.patch(tiny_videomae(), method="tome", r=4)  # the classifier weights its own mean
         stprune.patch(tiny_videomae(base=True), method="sta", r=4)  # every token stands for itself
         stprune.patch(tiny_videomae(base=True), method="rlt", r=20)  # a fixed budget: no padding
+
+
+# ----- 6. an option of another method ------------------------------------------------------
+
+
+def test_an_option_of_another_method_names_the_method_it_belongs_to():
+    model = tiny_videomae()
+    with pytest.raises(
+        SettingTypeError,
+        match=r"seed= is an option of method 'random', not of method 'sta' \(which takes no options\)",
+    ):
+        stprune.patch(model, flops_target=0.7, seed=3)
+    with pytest.raises(
+        SettingTypeError,
+        match=r"threshold= is an option of method 'rlt', not of method 'random' \(which takes seed=\)",
+    ):
+        stprune.patch(model, method="random", r=2, threshold=0.1)
+    assert not stprune.is_patched(model)
+    stprune.patch(model, method="random", r=2, seed=3)  # where it belongs
+
+
+def test_too_few_slots_for_the_paper_schedule_suggests_every():
+    model = tiny_videomae(frames=6)
+    with pytest.raises(SettingError, match=r"got T0=3.*schedule='every'"):
+        stprune.patch(model, flops_target=0.7)
+    stprune.patch(model, r=4, schedule="every")  # which works
+    with torch.no_grad():
+        model(pixel_values=clip(frames=6))

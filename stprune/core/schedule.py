@@ -93,12 +93,14 @@ def paper_schedule(depth: int, num_slots: int, r: int | Sequence[int] | None) ->
     """
     if depth < 3:
         raise SettingError(
-            f"the paper schedule needs an encoder depth >= 3 (blocks 0, D//3, 2D//3); got {depth}"
+            f"the paper schedule needs an encoder depth >= 3 (blocks 0, D//3, 2D//3); got {depth}: use "
+            "schedule='every' (after every block but the last) or a list of stages"
         )
     if num_slots < 4 or num_slots % 4:
         raise SettingError(
             "the paper schedule splits tokens into T0, T0/2 and T0/4 groups, so the number of temporal "
-            f"slots T0 (frames / tubelet size) must be a positive multiple of 4; got T0={num_slots}"
+            f"slots T0 (frames / tubelet size) must be a positive multiple of 4; got T0={num_slots}: use "
+            "schedule='every' (one group, after every block but the last), which takes any T0"
         )
     rs = _expand_r(r, 3)
     return [
