@@ -193,3 +193,21 @@ def test_too_few_slots_for_the_paper_schedule_suggests_every():
     stprune.patch(model, r=4, schedule="every")  # which works
     with torch.no_grad():
         model(pixel_values=clip(frames=6))
+
+
+# ----- 8. no torch.profiler label while torch.compile traces ---------------------------------
+
+
+@pytest.mark.parametrize("setting", [{"r": 4}, {"method": "rlt", "r": 20}, {"method": "tome", "r": 4}])
+def test_no_record_function_while_compiling(monkeypatch, setting):
+    """dynamo ignores record_function inside a compiled graph and warns on every compile."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.profiler.record_function called while torch.compile traces")
+
+    model = tiny_videomae()
+    stprune.patch(model, **setting)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    monkeypatch.setattr(torch.profiler, "record_function", refuse)
+    with torch.no_grad():
+        model(pixel_values=clip())

@@ -33,7 +33,7 @@ from stprune.core.schedule import RTooLargeError, Stage, TokenPlan, _check_r_typ
 from stprune.errors import InputError, SettingError, SettingTypeError, UnsupportedModelError
 from stprune.methods.base import InputSelection, InputSelectionMethod
 from stprune.pruning.resolve import check_setting, resolve_stages
-from stprune.pruning.sequence import PROFILE_LABEL, _in_backward
+from stprune.pruning.sequence import _in_backward, profile_scope
 from stprune.pruning.trace import HookedPruner, SequenceTrace, StageTrace
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ class InputPruner(HookedPruner):
         pixels = clip.detach()
         if self.grid.input_layout == "BCTHW":
             pixels = pixels.transpose(1, 2)
-        with torch.profiler.record_function(PROFILE_LABEL), torch.no_grad():
+        with profile_scope(), torch.no_grad():
             self._pending = self.method.select(pixels, self.grid.tubelet, self.grid.patch, self._keep)
 
     def _start(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:

@@ -31,6 +31,7 @@ Data flows one way: adapter (blocks, keys) -> method (reduce) -> engine (gather,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,17 @@ if TYPE_CHECKING:
 #: torch.profiler label of the pruning work (scoring + selection + gather) at every stage
 PROFILE_LABEL = "stprune.reduce"
 
-__all__ = ["SequencePlanner", "SequencePruner", "build_sequence_pruner", "estimate_macs"]
+
+def profile_scope() -> contextlib.AbstractContextManager:
+    """``torch.profiler.record_function(PROFILE_LABEL)``, except while ``torch.compile`` traces the
+    forward: dynamo ignores a record_function and logs a warning on every compile, so a compiled
+    graph has no label (profile the eager model for the share of time spent pruning)."""
+    if torch.compiler.is_compiling():
+        return contextlib.nullcontext()
+    return torch.profiler.record_function(PROFILE_LABEL)
+
+
+__all__ = ["SequencePlanner", "SequencePruner", "build_sequence_pruner", "estimate_macs", "profile_scope"]
 
 
 def _in_backward() -> bool:
@@ -271,7 +282,7 @@ class SequencePruner(HookedPruner):
         else:
             self._ctx_before[index] = self._ctx.copy()
             ctx = self._ctx
-        with torch.profiler.record_function(PROFILE_LABEL):
+        with profile_scope():
             reduced, kept = self.method.reduce(x, k, stage, ctx)
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
         if not replay:
