@@ -227,6 +227,26 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     return out
 
 
+def _load_failure(err: BaseException) -> str:
+    """What ``torch.load`` found wrong, in a few words, without its advice.
+
+    torch's messages suggest retrying with ``weights_only=False`` (unpickling arbitrary code, never
+    right for a file that does not even parse) or filing an issue; only the reason is kept:
+    ``WeightsUnpickler error: Unsupported operand 0`` -> ``Unsupported operand 0``, a zip reader's
+    first sentence, or ``KeyError: 101``.
+    """
+    text = str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    marker = next((i for i, line in enumerate(lines) if line.endswith("WeightsUnpickler error:")), None)
+    if marker is not None and marker + 1 < len(lines):
+        return lines[marker + 1]
+    if "weights_only" in text:  # torch's generic advice only: no reason worth repeating
+        return f"{type(err).__name__}: torch.load could not parse it"
+    first = lines[0] if lines else ""
+    first = first.split(". ")[0].rstrip(".")  # the reason, not the advice that follows it
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The flat state dict of a checkpoint file, and the training arguments saved with it.
 
@@ -250,16 +270,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
         lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         reason = next((line for line in lines if "Unsupported global" in line), None)
         if reason is None:
-            raise InputError(f"{str(p)!r} is not a checkpoint torch.load can read ({lines[0]})") from err
+            raise InputError(
+                f"{str(p)!r} is corrupt or not a PyTorch checkpoint ({_load_failure(err)})"
+            ) from err
         raise InputError(
             f"{str(p)!r} holds Python objects that torch.load(weights_only=True) refuses to unpickle "
             f"({reason}); stprune never loads arbitrary pickles: re-save only the state dict, e.g. "
             "torch.save(ckpt['model'], 'clean.pth'), or convert it to .safetensors"
         ) from err
     except Exception as err:  # noqa: BLE001 - a damaged file raises anything (KeyError, RuntimeError...)
-        raise InputError(
-            f"{str(p)!r} is not a checkpoint torch.load can read ({type(err).__name__}: {err})"
-        ) from err
+        raise InputError(f"{str(p)!r} is corrupt or not a PyTorch checkpoint ({_load_failure(err)})") from err
     args: dict[str, Any] = {}
     if isinstance(obj, Mapping):
         saved = obj.get("args")
