@@ -11,7 +11,10 @@ from stprune.methods.base import (
     InputSelection,
     InputSelectionMethod,
     Method,
+    VideoTokenMethod,
 )
+from stprune.methods.dycoke import DyCoke
+from stprune.methods.evs import EVS
 from stprune.methods.random import RandomPruning
 from stprune.methods.rlt import RLT
 from stprune.methods.sta import STA
@@ -27,12 +30,15 @@ __all__ = [
     "RLT",
     "InputSelection",
     "InputSelectionMethod",
+    "VideoTokenMethod",
+    "DyCoke",
+    "EVS",
     "METHODS",
     "get_method",
 ]
 
 #: name -> class of every available method
-METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning, RLT)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning, RLT, DyCoke, EVS)}
 
 
 def get_method(method: str | Method, options: dict[str, Any] | None = None) -> Method:

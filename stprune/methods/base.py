@@ -16,7 +16,14 @@ import torch
 from stprune.core.schedule import Stage
 from stprune.core.tokens import gather_tokens
 
-__all__ = ["ForwardContext", "Method", "IndexPruningMethod", "InputSelection", "InputSelectionMethod"]
+__all__ = [
+    "ForwardContext",
+    "Method",
+    "IndexPruningMethod",
+    "InputSelection",
+    "InputSelectionMethod",
+    "VideoTokenMethod",
+]
 
 
 @dataclass
@@ -62,6 +69,10 @@ class Method(ABC):
     sets_anchor: ClassVar[bool] = False
     #: keyword arguments of ``stprune.patch`` that configure the method (passed to its constructor)
     option_names: ClassVar[tuple[str, ...]] = ()
+    #: reads the keys it is given (video LLMs compute keys only for methods that read them)
+    uses_keys: ClassVar[bool] = True
+    #: selects among one video's tokens of a video LLM only (see :class:`VideoTokenMethod`)
+    video_only: ClassVar[bool] = False
 
     def max_r(self, n: int) -> int:
         """Largest r allowed for a group of ``n`` tokens (default: ceil(n / 2))."""
@@ -168,3 +179,40 @@ class InputSelectionMethod(Method):
         self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise TypeError(f"{type(self).__name__} selects input tokens before block 0; it has no reduce()")
+
+
+class VideoTokenMethod(Method):
+    """A method that selects among the merged tokens of one video of a video LLM, from the tokens
+    and their temporal grid alone (e.g. DyCoke's temporal merging stage, EVS).
+
+    It never knows which model it runs in: the pruner (``stprune.pruning.video_llm``) gives it one
+    video's tokens as (T', N, C), T' temporal slots of N tokens (raster order), and a budget.
+    """
+
+    video_only: ClassVar[bool] = True
+    uses_keys: ClassVar[bool] = False
+    default_schedule: ClassVar[str] = "video"
+
+    def has_own_budget(self) -> bool:
+        """Whether the method was configured with its own published knob (then ``keep_ratio`` / ``r``
+        are refused and :meth:`keep_video` gets ``keep=None``)."""
+        return False
+
+    @abstractmethod
+    def keep_video(self, tokens: torch.Tensor, keep: int | None) -> torch.Tensor:
+        """The tokens to keep.
+
+        Args:
+            tokens: (T', N, C) one video's tokens.
+            keep: how many of the T' * N tokens to keep (the budget), or ``None`` when the method
+                uses its own knob (:meth:`has_own_budget`). A method that cannot keep fewer than
+                some floor (e.g. a whole first frame) keeps the floor; the trace records the count.
+
+        Returns:
+            (L,) int64 indices into T' * N (slot-major ``t * N + n``), in the method's own order.
+        """
+
+    def reduce(
+        self, x: torch.Tensor, keys: torch.Tensor, stage: Stage, ctx: ForwardContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise TypeError(f"{type(self).__name__} selects among a video LLM's video tokens; it has no reduce()")

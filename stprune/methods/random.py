@@ -27,6 +27,7 @@ class RandomPruning(IndexPruningMethod):
 
     name: ClassVar[str] = "random"
     uses_sample_key: ClassVar[bool] = True
+    uses_keys: ClassVar[bool] = False
     option_names: ClassVar[tuple[str, ...]] = ("seed",)
 
     def __init__(self, seed: int = 0) -> None:
