@@ -8,7 +8,15 @@ from __future__ import annotations
 from torch import nn
 
 # importing a family's file registers its adapter (the order is the order they are tried in)
-from stprune.adapters import hf_videomae, hf_vivit, hf_vjepa2, video_swin  # noqa: F401
+from stprune.adapters import (  # noqa: F401
+    hf_llava_onevision,
+    hf_qwen2_5_vl,
+    hf_qwen3_vl,
+    hf_videomae,
+    hf_vivit,
+    hf_vjepa2,
+    video_swin,
+)
 from stprune.adapters.base import ADAPTERS, Adapter, EncoderLayout, InputGrid, SequenceAdapter, class_names
 from stprune.adapters.hf_videomae import HFVideoMAEAdapter
 from stprune.adapters.hf_vivit import HFVivitAdapter
