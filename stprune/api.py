@@ -67,6 +67,7 @@ def patch(
     r: int | Sequence[int] | None = None,
     flops_target: float | None = None,
     schedule: ScheduleSpec | None = None,
+    keep_ratio: float | None = None,
     **options: Any,
 ) -> nn.Module:
     """Prune tokens inside ``model``, in place; returns the model.
@@ -89,6 +90,9 @@ def patch(
             default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe). On Video Swin,
             ``"paper"`` is the paper's three points inside every Swin stage and ``groups`` counts
             groups per window (see ``stprune.pruning.window_grid``).
+        keep_ratio: video LLMs only: the fraction of every video's tokens kept, in (0, 1] (instead
+            of ``r``, which there counts tokens dropped per temporal slot); see
+            ``docs/video_llm.md``.
         options: the method's options (RLT's ``threshold``: the paper's mode, tokens kept per clip
             follow the data; RandomPruning's ``seed``), then model-family options, e.g.
             ``shifted_windows="static"`` for Video Swin (static shapes, no host synchronisation);
@@ -113,7 +117,7 @@ def patch(
     options = dict(options)
     chosen = get_method(method, options)
     _refuse_other_methods_options(chosen, options)
-    pruner = build_pruner(adapter, chosen, schedule, r, flops_target, **options)
+    pruner = build_pruner(adapter, chosen, schedule, r, flops_target, keep_ratio=keep_ratio, **options)
     _warn_unpooled_sizes(adapter, pruner)
     pruner.install()
     setattr(model, _ATTR, pruner)

@@ -14,25 +14,47 @@ from __future__ import annotations
 from typing import Any
 
 from stprune.adapters.base import Adapter, SequenceAdapter
+from stprune.adapters.video_llm import VideoLLMAdapter
 from stprune.adapters.video_swin import VideoSwinAdapter
-from stprune.errors import UnsupportedModelError
+from stprune.errors import SettingError, UnsupportedModelError
 from stprune.methods.base import Method
 from stprune.pruning.input_level import build_input_pruner
 from stprune.pruning.sequence import build_sequence_pruner
 from stprune.pruning.trace import Pruner
+from stprune.pruning.video_llm import build_video_llm_pruner
 from stprune.pruning.window_grid import build_window_grid_pruner
 
 __all__ = ["build_pruner"]
 
 
 def build_pruner(
-    adapter: Adapter, method: Method, schedule: Any, r: Any, flops_target: float | None, **options: Any
+    adapter: Adapter,
+    method: Method,
+    schedule: Any,
+    r: Any,
+    flops_target: float | None,
+    keep_ratio: float | None = None,
+    **options: Any,
 ) -> Pruner:
     """Validate a setting for ``adapter``'s model and return its uninstalled pruner.
 
     ``options`` are the family's own (e.g. ``shifted_windows`` for Video Swin); unknown ones
-    raise ``SettingTypeError``.
+    raise ``SettingTypeError``. ``keep_ratio`` is for video LLMs only.
     """
+    if isinstance(adapter, VideoLLMAdapter):
+        return build_video_llm_pruner(adapter, method, schedule, r, flops_target, keep_ratio, **options)
+    if keep_ratio is not None:
+        raise SettingError(
+            "keep_ratio (fraction of a video's tokens kept) is for video LLMs; "
+            f"{type(adapter.model).__name__} "
+            "takes r (tokens dropped per group) or flops_target"
+        )
+    if method.video_only:
+        raise UnsupportedModelError(
+            f"method {method.name!r} selects among a video LLM's video tokens; "
+            f"{type(adapter.model).__name__} "
+            "is an encoder: use sta, tome, random or rlt"
+        )
     if method.input_level:
         if isinstance(adapter, SequenceAdapter):
             return build_input_pruner(adapter, method, schedule, r, flops_target, **options)

@@ -20,7 +20,17 @@ from stprune.methods.base import Method
 if TYPE_CHECKING:
     from stprune.adapters.video_swin import BlockCost
 
-__all__ = ["GridStageTrace", "GridTrace", "HookedPruner", "Pruner", "SequenceTrace", "StageTrace", "Trace"]
+__all__ = [
+    "GridStageTrace",
+    "GridTrace",
+    "HookedPruner",
+    "Pruner",
+    "SequenceTrace",
+    "StageTrace",
+    "Trace",
+    "VideoLLMTrace",
+    "VideoTrace",
+]
 
 
 @dataclass
@@ -170,6 +180,74 @@ class GridTrace(Trace):
     def computed_per_block(self) -> list[int]:
         """Attention slots (windows x slots, padding included) of each block, per clip."""
         return [b.windows * b.slots for b in self.blocks]
+
+
+@dataclass
+class VideoTrace:
+    """What pruning did to one video of a video LLM's last prefill.
+
+    Attributes:
+        sample: the batch row the video is in.
+        index: the video's index in that call (batch order, then prompt order).
+        grid: (T', H', W') its merged-token grid.
+        kept: (L,) int64 flat indices ``(t * H' + y) * W' + x`` into the grid of the tokens the LLM
+            received, in the order it received them (ascending: kept tokens keep their order).
+        columns: (L,) int64 the kept tokens' columns in the row of the *unpruned* sequence.
+        protected: (p,) int64 columns of the video's tokens outside the grid, never pruned
+            (LLaVA-OneVision's newline after the frames); empty if none.
+    """
+
+    sample: int
+    index: int
+    grid: tuple[int, int, int]
+    kept: torch.Tensor
+    columns: torch.Tensor
+    protected: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def tokens_in(self) -> int:
+        """Grid tokens of the video, T' * H' * W'."""
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def tokens_out(self) -> int:
+        """Tokens of the video the LLM received."""
+        return int(self.kept.numel())
+
+    @property
+    def keep_ratio(self) -> float:
+        return self.tokens_out / self.tokens_in
+
+
+@dataclass
+class VideoLLMTrace(Trace):
+    """The last prefill of a patched video LLM (a decoding step with the KV cache leaves it as it is).
+
+    Attributes:
+        videos: one entry per video, batch order then prompt order (empty: no video in the call,
+            the model ran unpruned).
+        depth: decoder layers of the language model.
+        length_in: sequence length the language model would have received (padding included).
+        length_out: sequence length it received (the longest row; shorter rows are left-padded).
+        row_lengths: (B,) int64 tokens of every row before pruning (its padding excluded).
+        row_kept: (B,) int64 tokens of every row the LLM received (padding excluded).
+        batch_size: rows of the call.
+    """
+
+    videos: list[VideoTrace] = field(default_factory=list)
+    depth: int = 0
+    length_in: int = 0
+    length_out: int = 0
+    row_lengths: torch.Tensor | None = None
+    row_kept: torch.Tensor | None = None
+    batch_size: int = 0
+    stages: list[StageTrace] = field(default_factory=list)
+
+    @property
+    def tokens_per_block(self) -> list[int]:
+        """Sequence length every decoder layer processed in the last prefill."""
+        return [self.length_out] * self.depth
 
 
 class Pruner(Protocol):
