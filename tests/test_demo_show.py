@@ -98,6 +98,50 @@ def test_show_reads_a_video_file(tmp_path):
     png_size(out)
 
 
+def test_show_labels_columns_with_the_frames_it_sampled(tmp_path, monkeypatch):
+    """A 40-frame video: 16 frames spread over it; each column names its first frame's index in the
+    video (1, 6, 11, ...), not its place in the clip (0, 2, 4, ...)."""
+    from stprune.demo import show as show_module
+    from stprune.eval.sampling import ssv2_clip_indices
+
+    frames = np.concatenate(
+        [generate_clip(7, "val")[0], generate_clip(8, "val")[0], generate_clip(9, "val")[0]]
+    )
+    video = tmp_path / "long.mp4"
+    write_mp4(video, frames[:40])
+    titles: list[list[str]] = []
+    draw = show_module.kept_figure
+
+    def spy(*args, **kwargs):
+        fig = draw(*args, **kwargs)
+        titles.append([ax.get_title() for ax in fig.axes[:8]])  # the input row, one panel per slot
+        return fig
+
+    monkeypatch.setattr(show_module, "kept_figure", spy)
+    show("demo", tmp_path / "v.png", video=video, r=6)
+    sampled = ssv2_clip_indices(40, 16, 1)[0]
+    assert titles[-1] == [f"frame {sampled[2 * s]}" for s in range(8)]
+    assert titles[-1][:3] == ["frame 1", "frame 6", "frame 11"]
+    show("demo", tmp_path / "c.png", clip=2, r=6)  # a demo clip: its own 16 frames, in order
+    assert titles[-1] == [f"frame {2 * s}" for s in range(8)]
+
+
+def test_show_refuses_a_text_file_and_a_too_short_video(tmp_path, capsys):
+    listed = tmp_path / "LIST.txt"  # a video list given as --video: FFmpeg's tty demuxer opens it
+    listed.write_text("".join(f"videos/val_{i:05d}.mp4 {i % 12}\n" for i in range(400)))
+    code = main(["show", "--video", str(listed), "--out", str(tmp_path / "a.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "LIST.txt' is a text file, not a video" in err
+    short = tmp_path / "short.mp4"
+    write_mp4(short, generate_clip(7, "val")[0][:5])
+    code = main(["show", "--video", str(short), "--out", str(tmp_path / "b.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "short.mp4' has 5 frames; the model takes 16 per clip" in err
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+
+
 def test_show_predicts_what_the_pruned_model_predicts(tmp_path):
     res = show("demo", tmp_path / "p.png", clip=4, r=8)
     model = load_demo_model()

@@ -33,7 +33,9 @@ __all__ = [
     "kept_figure",
     "render_kept_tokens",
     "clip_from_video",
+    "video_clip",
     "synthetic_clip",
+    "synthetic_frame_ids",
     "show_model",
     "show",
 ]
@@ -130,11 +132,14 @@ def kept_figure(
     masks: Sequence[StageMask],
     grid: InputGrid,
     title: str = "",
+    frame_ids: Sequence[int] | None = None,
 ) -> Any:
     """The figure: a row for the input, a row per pruning point, a column per temporal slot.
 
     Args:
         frames: uint8 (T, H, W, 3), the clip as the model saw it (T = ``grid.num_frames``).
+        frame_ids: (T,) each clip frame's index in its source video, for the column titles
+            (``"frame 37"``: the first frame of the slot); None: indices into the clip.
         masks: per pruning point, the kept tokens over its grid (T_s, h_s, w_s). A cell of a
             coarser grid than the input grid covers ``ceil(h / h_s)`` input patches per side.
         grid: the model's input token grid.
@@ -155,9 +160,10 @@ def kept_figure(
         rows, slots, figsize=(1.3 * slots + 0.9, 1.45 * rows + 0.9), dpi=110, squeeze=False
     )
     for s in range(slots):
-        frame = frames[min(s * grid.tubelet, len(frames) - 1)]
+        first = min(s * grid.tubelet, len(frames) - 1)
+        frame = frames[first]
         axes[0, s].imshow(frame)
-        axes[0, s].set_title(f"frame {s * grid.tubelet}", fontsize=7)
+        axes[0, s].set_title(f"frame {first if frame_ids is None else int(frame_ids[first])}", fontsize=7)
         for k, sm in enumerate(masks):
             ts, hs, ws = sm.mask.shape
             slot_mask = sm.mask[min(s * ts // slots, ts - 1)]
@@ -196,12 +202,17 @@ def kept_figure(
 
 
 def render_kept_tokens(
-    frames: np.ndarray, masks: Sequence[StageMask], grid: InputGrid, out: str | Path, title: str = ""
+    frames: np.ndarray,
+    masks: Sequence[StageMask],
+    grid: InputGrid,
+    out: str | Path,
+    title: str = "",
+    frame_ids: Sequence[int] | None = None,
 ) -> Path:
     """Save :func:`kept_figure` as ``out`` (PNG; folders created) and return the path."""
     from stprune.bench.report import save_figure
 
-    return save_figure(kept_figure(frames, masks, grid, title), out, layout=False)
+    return save_figure(kept_figure(frames, masks, grid, title, frame_ids), out, layout=False)
 
 
 def _fit(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -231,9 +242,22 @@ def clip_from_video(
     Returns uint8 (num_frames, H, W, 3); ``size`` is H = W or (H, W). ``short_side`` /
     ``antialias``: the model's own resize before the crop, as in evaluation (V-JEPA 2's
     processor: ``int(S * 256 / 224)``, antialiased; see ``Preprocessing``). Raises
-    MissingFileError for a missing file and InputError for one that cannot be decoded.
+    MissingFileError for a missing file and InputError for one that cannot be decoded, has no
+    video stream (a text file: FFmpeg would play a video list as ANSI art) or fewer than
+    ``num_frames`` frames. :func:`video_clip` also says which frames were taken.
     """
-    from stprune.eval.decode import VideoDecodeError, read_clips
+    return video_clip(path, num_frames, size, short_side, antialias)[0]
+
+
+def video_clip(
+    path: str | Path,
+    num_frames: int,
+    size: int | tuple[int, int],
+    short_side: int | None = None,
+    antialias: bool = False,
+) -> tuple[np.ndarray, list[int]]:
+    """:func:`clip_from_video`, and the index in the video of each of the ``num_frames`` frames."""
+    from stprune.eval.decode import VideoDecodeError, count_frames, read_clips
     from stprune.eval.sampling import ssv2_clip_indices
 
     p = Path(path)
@@ -243,15 +267,23 @@ def clip_from_video(
         raise InputError(f"video {str(path)!r} is not a file")
     hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     try:
-        frames, positions = read_clips(p, lambda n: ssv2_clip_indices(n, num_frames, 1))
+        available = count_frames(p)
+        if available < num_frames:
+            raise InputError(
+                f"video {str(path)!r} has {available} frame{'s' if available != 1 else ''}; the model takes "
+                f"{num_frames} per clip (frames spread over the video, none repeated): use a video of >= "
+                f"{num_frames} frames"
+            )
+        indices = ssv2_clip_indices(available, num_frames, 1)[0]
+        frames, positions = read_clips(p, lambda n: [indices])
     except VideoDecodeError as err:
-        raise InputError(f"cannot read video {str(path)!r}: {err}") from err
+        raise InputError(f"cannot read video: {err}") from err  # the message names the file
     if hw[0] == hw[1]:  # the eval protocol's own resize and crop
         from stprune.eval.transforms import make_views
 
         views = make_views(frames, positions, hw[0], 1, short_side=short_side, antialias=antialias)
-        return views[0].permute(0, 2, 3, 1).contiguous().numpy()
-    return _fit(frames[positions[0]], hw)
+        return views[0].permute(0, 2, 3, 1).contiguous().numpy(), list(indices)
+    return _fit(frames[positions[0]], hw), list(indices)
 
 
 def synthetic_clip(index: int, num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, int]:
@@ -265,9 +297,15 @@ def synthetic_clip(index: int, num_frames: int, size: tuple[int, int]) -> tuple[
     if index < 0:
         raise SettingError(f"clip must be >= 0; got {index}")
     frames, label = generate_clip(index, "val")
-    if len(frames) != num_frames:
-        frames = frames[np.linspace(0, len(frames) - 1, num_frames).round().astype(int)]
-    return _fit(frames, size), label
+    return _fit(frames[synthetic_frame_ids(len(frames), num_frames)], size), label
+
+
+def synthetic_frame_ids(available: int, num_frames: int) -> list[int]:
+    """Which of a demo clip's ``available`` frames :func:`synthetic_clip` takes for ``num_frames``:
+    all of them in order when the counts agree, else spread evenly (repeated when more are asked)."""
+    if available == num_frames:
+        return list(range(num_frames))
+    return [int(i) for i in np.linspace(0, available - 1, num_frames).round().astype(int)]
 
 
 def _class_name(model: nn.Module, k: int) -> str:
@@ -288,6 +326,7 @@ def show_model(
     r: int | list[int] | None = None,
     flops_target: float | None = None,
     threshold: float | None = None,
+    frame_ids: Sequence[int] | None = None,
 ) -> ShowResult:
     """Prune one clip in ``model`` and save the kept tokens of every pruning point as a PNG.
 
@@ -300,6 +339,7 @@ def show_model(
         method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
         r / flops_target: the pruning setting (default: flops_target 0.7; for rlt: threshold 0.1).
         threshold: RLT's threshold mode instead (tokens kept follow the clip).
+        frame_ids: each frame's index in its source video, for the column titles.
     """
     from stprune.eval.transforms import normalize
     from stprune.models import get_adapter
@@ -331,7 +371,7 @@ def show_model(
         f"{method}, {setting}FLOPs ratio {ratio:.2f}: {source}\n"
         f"prediction: {_class_name(model, pred)}; unpruned: {_class_name(model, unpruned)}"
     )
-    fig = kept_figure(frames, masks, grid, title)
+    fig = kept_figure(frames, masks, grid, title, frame_ids)
     panels = len(fig.axes)
     from stprune.bench.report import save_figure
 
@@ -361,8 +401,11 @@ def show(
         method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
         r / flops_target: the pruning setting (default: flops_target 0.7).
         threshold: RLT's threshold mode instead (tokens kept follow the clip).
+
+    Columns are labelled with the frame indices of the source (the video's, or the demo clip's).
     """
     from stprune.architectures.loading import resolve_model
+    from stprune.demo.synthetic import NUM_FRAMES
     from stprune.models import get_adapter
 
     if video is not None and clip is not None:
@@ -375,15 +418,16 @@ def show(
     model, pre = resolved.model, resolved.preprocessing
     grid = get_adapter(model).input_grid()
     if video is not None:
-        frames = clip_from_video(video, grid.num_frames, grid.image_size, pre.short_side, pre.antialias)
+        frames, ids = video_clip(video, grid.num_frames, grid.image_size, pre.short_side, pre.antialias)
         source = str(video)
     else:
         index = 0 if clip is None else clip
         frames, label = synthetic_clip(index, grid.num_frames, grid.image_size)
+        ids = synthetic_frame_ids(NUM_FRAMES, grid.num_frames)
         if model_spec == "demo":
             source = f"demo validation clip {index} (label: {_class_name(model, label)})"
         else:
             source = (
                 f"synthetic demo clip {index} at {grid.num_frames}x{grid.image_size[0]}x{grid.image_size[1]}"
             )
-    return show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target, threshold)
+    return show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target, threshold, ids)

@@ -2,7 +2,8 @@
 
 Frames are numbered 0, 1, 2, ... in presentation order as the decoder outputs them (the same
 numbering decord's ``VideoReader`` uses in the reference code). Every failure — a missing file, a
-file FFmpeg cannot open, a stream with no video, a file truncated before a needed frame — raises
+file FFmpeg cannot open, a stream with no video, a text file (FFmpeg's ``tty`` demuxer would play
+it as ANSI art), a file truncated before a needed frame — raises
 :class:`VideoDecodeError` with a message that says what went wrong, so callers can record it.
 """
 
@@ -19,6 +20,10 @@ __all__ = ["VideoDecodeError", "count_frames", "read_frames", "read_clips"]
 
 class VideoDecodeError(RuntimeError):
     """A video could not be read; the message says which file and why."""
+
+
+#: FFmpeg demuxers that turn a text file into a "video" (a video list given where a video belongs)
+_TEXT_FORMATS = {"tty": "'tty' demuxer would render its text as ANSI-art frames"}
 
 
 def _open(path: str | os.PathLike):  # noqa: ANN202 - av.container.InputContainer
@@ -38,6 +43,11 @@ def _open(path: str | os.PathLike):  # noqa: ANN202 - av.container.InputContaine
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"no video stream in {str(p)!r}")
+    if container.format.name in _TEXT_FORMATS:
+        container.close()
+        raise VideoDecodeError(
+            f"{str(p)!r} is a text file, not a video (FFmpeg's {_TEXT_FORMATS[container.format.name]})"
+        )
     return container
 
 
