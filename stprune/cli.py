@@ -121,11 +121,49 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_geometry(p: argparse.ArgumentParser) -> None:
+    """``--num-heads``, ``--num-frames``, ``--image-size``: what a checkpoint file does not record
+    (eval, flops, bench, show)."""
+    p.add_argument(
+        "--num-heads",
+        metavar="H",
+        type=positive_int,
+        default=None,
+        help="attention heads of a zoo .pth (default from width)",
+    )
+    p.add_argument(
+        "--num-frames",
+        metavar="T",
+        type=positive_int,
+        default=None,
+        help="frames per clip of a zoo .pth / Video Swin checkpoint (default: what the file records, else "
+        "16 for a zoo .pth, 32 for Video Swin), or another frame count for V-JEPA 2",
+    )
+    p.add_argument(
+        "--image-size",
+        metavar="S",
+        type=positive_int,
+        default=None,
+        help="input size of a zoo .pth / Video Swin checkpoint (default: what the file records, else 224)",
+    )
+
+
+def _resolve(args: argparse.Namespace, weights: bool = True) -> object:
+    """``--model`` with ``--num-heads / --num-frames / --image-size``, as a ResolvedModel; prints the
+    clip every figure below assumes (one line, stdout)."""
+    from stprune.architectures.loading import resolve_model
+
+    resolved = resolve_model(args.model, args.num_heads, args.num_frames, args.image_size, weights=weights)
+    print(f"clip: {resolved.clip}")
+    return resolved
+
+
 def _add_setting_args(p: argparse.ArgumentParser) -> None:
     from stprune.architectures.loading import MODEL_HELP
     from stprune.methods import METHODS
 
     p.add_argument("--model", required=True, help=MODEL_HELP)
+    _add_geometry(p)
     p.add_argument("--method", default="sta", choices=sorted(METHODS), help="pruning method (default: sta)")
     _add_r_and_target(
         p,
@@ -164,11 +202,10 @@ def _measure_flops(model: object, args: argparse.Namespace) -> list:
 
 
 def _run_flops(args: argparse.Namespace) -> int:
-    from stprune.architectures.loading import load_model
     from stprune.bench.report import print_rows, write_json
     from stprune.models import get_adapter
 
-    model = load_model(args.model, weights=False)
+    model = _resolve(args, weights=False).model  # presets and model directories on the meta device
     rows = _measure_flops(model, args)
     print_rows(rows, f"{args.model} - {get_adapter(model).describe()} - GFLOPs per clip (1 MAC = 1 FLOP)")
     if args.json:
@@ -226,7 +263,6 @@ def _run_bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from stprune.architectures.loading import load_model
     from stprune.bench.compare import measure_speed_rows
     from stprune.bench.report import print_rows, write_json
     from stprune.core.schedule import plural
@@ -235,7 +271,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     console = Console(stderr=True)
-    model = load_model(args.model).to(args.device)
+    model = _resolve(args).model.to(args.device)
     rows = _measure_flops(model, args)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     with console.status("timing") as status:
@@ -357,24 +393,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="autocast precision (auto: fp16 on cuda as VideoMAE tests, fp32 on cpu)",
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos of the list")
-    p.add_argument(
-        "--num-heads",
-        type=positive_int,
-        default=None,
-        help="attention heads of a zoo .pth (default from width)",
-    )
-    p.add_argument(
-        "--num-frames",
-        type=positive_int,
-        default=None,
-        help="frames per clip of a zoo .pth / Video Swin checkpoint, or another frame count for V-JEPA 2",
-    )
-    p.add_argument(
-        "--image-size",
-        type=positive_int,
-        default=None,
-        help="input size of a zoo .pth / Video Swin checkpoint",
-    )
+    _add_geometry(p)
     p.add_argument("--overwrite", action="store_true", help="discard results already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
@@ -642,6 +661,7 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", metavar="PNG", required=True, type=plot_file, help="image path (.png, .pdf, .svg, ...)"
     )
+    _add_geometry(p)
     p.set_defaults(func=_run_show)
 
 
@@ -664,7 +684,11 @@ def _run_show(args: argparse.Namespace) -> int:
         r=r,
         flops_target=args.flops_target,
         threshold=args.rlt_threshold,
+        num_heads=args.num_heads,
+        num_frames=args.num_frames,
+        image_size=args.image_size,
     )
+    print(f"clip: {res.clip}")
     print(f"wrote {res.path}")
     print(res.title.replace("\n", "; "))
     for sm in res.stages:

@@ -4,7 +4,100 @@ checkpoint file's default clip is what it is, and one-line refusals naming the v
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import torch
+from test_cli_errors import QUICK, assert_one_line_error, run
+from test_eval_zoo import _zoo_state_dict
+
+from stprune.cli import build_parser
+
+GEOMETRY = ["--num-heads", "2", "--num-frames", "8", "--image-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def zoo_pth(tmp_path_factory):
+    """A tiny VideoMAE zoo checkpoint with no saved args: nothing in it says its clip."""
+    path = tmp_path_factory.mktemp("zoo") / "checkpoint.pth"
+    torch.save({"model": _zoo_state_dict(depth=3)}, path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["flops", "bench", "show", "eval"])
+def test_every_model_command_takes_the_clip_options(command):
+    required = {"flops": [], "bench": [], "show": ["--out", "x.png"], "eval": ["--data", "l", "--out", "o"]}
+    args = build_parser().parse_args([command, "--model", "m", *GEOMETRY, *required[command]])
+    assert (args.num_heads, args.num_frames, args.image_size) == (2, 8, 32)
+    bad = build_parser()
+    with pytest.raises(SystemExit):
+        bad.parse_args([command, "--model", "m", "--num-frames", "0", *required[command]])
+
+
+def test_flops_counts_a_zoo_pth_at_the_clip_given_and_says_so(zoo_pth, capsys):
+    code, out, err = run(["flops", "--model", str(zoo_pth), *GEOMETRY, "--r", "1"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "clip: 8 frames x 32x32"  # the line above the table
+    assert "4 temporal slots x 16 tokens" in lines[1]  # 8 frames / tubelet 2, (32 / 8)^2
+    # without them: the default, and why, on the same line
+    code, out, err = run(["flops", "--model", str(zoo_pth), "--num-heads", "2", "--r", "1"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        "clip: 16 frames x 224x224 (16 frames x 224: the released fine-tuned models' clip, which this "
+        "file's saved args do not record; --num-frames / --image-size to change)"
+    )
+    assert "8 temporal slots x 784 tokens" in out
+
+
+def test_bench_prints_the_clip_above_its_table(zoo_pth, capsys):
+    code, out, err = run(["bench", "--model", str(zoo_pth), *GEOMETRY, "--r", "1", *QUICK], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "clip: 8 frames x 32x32"
+
+
+def test_flops_on_a_vjepa2_preset_at_another_frame_count_on_meta(capsys):
+    code, out, err = run(["flops", "--model", "vjepa2-l", "--num-frames", "16", "--r", "8"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "clip: 16 frames x 256x256"
+    assert "8 temporal slots x 256 tokens" in out
+    row = next(line for line in out.splitlines() if line.startswith("| none"))
+    assert re.search(r"\| 2048x24 \|$", row)  # 8 x 256 tokens in each of the 24 blocks
+
+
+def test_show_prints_the_clip(zoo_pth, tmp_path, capsys):
+    code, out, err = run(
+        ["show", "--model", str(zoo_pth), *GEOMETRY, "--r", "2", "--out", str(tmp_path / "v.png")], capsys
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == "clip: 8 frames x 32x32"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (
+            ["eval", "--model", "demo", "--num-frames", "7"],
+            ["--num-frames 7: the demo model takes 16 frames of 96x96, fixed by its config", "V-JEPA 2"],
+        ),
+        (
+            ["flops", "--model", "videomae-s", "--num-frames", "8", "--image-size", "112"],
+            ["--num-frames 8, --image-size 112: preset 'videomae-s'", "are for checkpoint files"],
+        ),
+        (
+            ["flops", "--model", "vjepa2-l", "--image-size", "64"],
+            ["--image-size 64: V-JEPA 2 preset 'vjepa2-l' takes --num-frames only"],
+        ),
+    ],
+    ids=["demo-frames", "preset", "vjepa2-size"],
+)
+def test_clip_options_a_model_does_not_take_are_one_line_naming_the_value(argv, needles, tmp_path, capsys):
+    extra = []
+    if argv[0] == "eval":
+        (tmp_path / "l.txt").write_text("a.mp4 0\n")
+        extra = ["--data", str(tmp_path / "l.txt"), "--out", str(tmp_path / "out")]
+    code, _, err = run([*argv, *extra], capsys)
+    assert_one_line_error(code, err, argv[0], *needles)
 
 
 def test_fast_sinusoid_table_equals_transformers_bitwise():

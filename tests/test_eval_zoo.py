@@ -162,6 +162,7 @@ def test_pth_wrapped_module_prefixed_with_args(tmp_path):
     # through the eval model resolver too: float32 logits close to the float64 reference
     resolved = resolve_model(str(path), num_heads=2)
     assert resolved.preprocessing.image_size == 16 and resolved.preprocessing.num_frames == 4
+    assert resolved.clip == "4 frames x 16x16"  # from the saved args
     x = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         out = resolved.logits(x)
@@ -262,6 +263,9 @@ def test_video_swin_checkpoint_resolves_with_its_test_clip(swin_t_checkpoint):
     pre = resolved.preprocessing
     assert (pre.layout, pre.num_frames, pre.image_size) == ("BCTHW", 32, 224)
     assert (resolved.model.config.num_frames, resolved.model.config.image_size) == (32, (224, 224))
+    # 32, not the 16 of the presets: said, with why (what the CLI prints above its tables)
+    assert resolved.clip.startswith("32 frames x 224x224 (32 frames: Video Swin's Kinetics-400 test clip")
+    assert "presets and video_swin_t() are set up for 16" in resolved.clip
     views = torch.randn(2, 4, 3, 32, 32)  # eval hands (B, T, C, H, W) views
     with torch.no_grad():
         assert torch.equal(resolved.logits(views), original(views.transpose(1, 2)))
@@ -271,7 +275,8 @@ def test_video_swin_checkpoint_resolves_with_its_test_clip(swin_t_checkpoint):
     small = resolve_model(str(ckpt), num_frames=8, image_size=64)
     assert (small.preprocessing.num_frames, small.preprocessing.image_size) == (8, 64)
     assert small.model.config.num_frames == 8
-    with pytest.raises(ValueError, match="num_heads"):
+    assert small.clip == "8 frames x 64x64"  # given: nothing to explain
+    with pytest.raises(ValueError, match="--num-heads 4: Video Swin checkpoints take --num-frames and"):
         resolve_model(str(ckpt), num_heads=4)
 
 

@@ -135,6 +135,15 @@ class ResolvedModel:
     preprocessing: Preprocessing
     description: str
     source: dict[str, Any] = field(default_factory=dict)
+    #: why the clip size is what it is, when stprune chose it for a file that does not record it
+    clip_note: str | None = None
+
+    @property
+    def clip(self) -> str:
+        """The clip every count assumes, e.g. ``"16 frames x 224x224"``, with :attr:`clip_note`."""
+        pre = self.preprocessing
+        text = f"{pre.num_frames} frames x {pre.image_size}x{pre.image_size}"
+        return f"{text} ({self.clip_note})" if self.clip_note else text
 
     def logits(self, views: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) float views -> (B, num_classes) logits."""
@@ -362,7 +371,15 @@ def _load_swin(
         raise
     except (ValueError, KeyError, RuntimeError) as err:  # a checkpoint that does not fit
         raise InputError(f"--model {str(path)!r}: not a loadable Video Swin checkpoint: {err}") from err
-    meta = {**_SWIN_DEFAULT, **dict(getattr(model, "stprune_meta", None) or {})}
+    recorded = dict(getattr(model, "stprune_meta", None) or {})
+    meta = {**_SWIN_DEFAULT, **recorded}
+    note = None
+    if num_frames is None and "num_frames" not in recorded:
+        note = (
+            f"{meta['num_frames']} frames: Video Swin's Kinetics-400 test clip (Liu et al.), which this file "
+            "does not record; the video-swin-* presets and video_swin_t() are set up for 16; --num-frames "
+            "to change"
+        )
     if num_frames is not None:
         meta["num_frames"] = num_frames
     if image_size is not None:
@@ -379,7 +396,7 @@ def _load_swin(
         layout=str(meta["layout"]),
     )
     return ResolvedModel(
-        model.eval(), pre, f"video-swin:{path.name}", {"kind": "video_swin", "path": str(path)}
+        model.eval(), pre, f"video-swin:{path.name}", {"kind": "video_swin", "path": str(path)}, note
     )
 
 
@@ -395,8 +412,12 @@ def resolve_model(
     num_heads: int | None = None,
     num_frames: int | None = None,
     image_size: int | None = None,
+    weights: bool = True,
 ) -> ResolvedModel:
     """Load the model named by ``spec`` (see module doc) in eval mode on CPU, with its preprocessing.
+
+    ``weights=False`` builds presets and local HF directories on the meta device from their config
+    alone (exact FLOP counts without memory or compute); other sources load normally.
 
     ``num_heads`` / ``num_frames`` / ``image_size`` are for checkpoint files whose weights do not
     say them: VideoMAE zoo ``.pth`` (all three) and Video Swin (frames, size); ``num_frames`` also
@@ -404,18 +425,20 @@ def resolve_model(
     count that is a multiple of its tubelet). Giving them for another kind of model is an error.
     """
     zoo_overrides = {"--num-heads": num_heads, "--num-frames": num_frames, "--image-size": image_size}
-    given = ", ".join(k for k, v in zoo_overrides.items() if v is not None)
-    not_frames = ", ".join(k for k, v in zoo_overrides.items() if v is not None and k != "--num-frames")
+    given = ", ".join(f"{k} {v}" for k, v in zoo_overrides.items() if v is not None)
+    not_frames = ", ".join(
+        f"{k} {v}" for k, v in zoo_overrides.items() if v is not None and k != "--num-frames"
+    )
     path = Path(os.path.expanduser(spec))
 
     if spec in PRESETS and not path.exists():
         vjepa2 = PRESETS[spec][0] == "vjepa2"
-        if not_frames if vjepa2 else given:
-            raise SettingError(
-                f"{not_frames if vjepa2 else given}: for checkpoint files (VideoMAE zoo .pth, Video Swin), "
-                f"not preset {spec!r}" + (" (a V-JEPA 2 preset takes --num-frames only)" if vjepa2 else "")
-            )
-        model = build_preset(spec)
+        if vjepa2 and not_frames:
+            raise _geometry_refused(not_frames, f"V-JEPA 2 preset {spec!r} takes --num-frames only")
+        if given and not vjepa2:
+            raise _geometry_refused(given, f"preset {spec!r} is built from its config, which fixes its clip")
+        with torch.device("cpu" if weights else "meta"):
+            model = build_preset(spec)
         if vjepa2 and num_frames is not None:
             _set_vjepa2_frames(model, num_frames)
         # HF presets take (B, T, C, H, W); our Video Swin (it has a config too) takes (B, C, T, H, W)
@@ -425,10 +448,9 @@ def resolve_model(
 
     if spec == "demo" and not path.exists():
         if given:
-            raise SettingError(
-                f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin) and --num-frames also for "
-                "V-JEPA 2, not the demo model"
-            )
+            cfg = json.loads(_DEMO_WEIGHTS.with_suffix(".json").read_text(encoding="utf-8"))["config"]
+            clip = f"{cfg['num_frames']} frames of {cfg['image_size']}x{cfg['image_size']}"
+            raise _geometry_refused(given, f"the demo model takes {clip}, fixed by its config")
         return _load_demo()
 
     if path.is_file():
@@ -454,16 +476,34 @@ def resolve_model(
             except (ValueError, KeyError, RuntimeError) as err:  # shapes / settings that do not fit
                 raise InputError(f"--model {spec!r}: {err}") from err
             pre = preprocessing_from_config(model.config, {})
-            return ResolvedModel(
-                model, pre, f"videomae-zoo:{path.name}", {"kind": "videomae_zoo", "path": str(path.resolve())}
-            )
+            defaults = [
+                text
+                for given, key, text in (
+                    (num_frames, "num_frames", "16 frames"),
+                    (image_size, "input_size", "224"),
+                )
+                if given is None and key not in saved_args
+            ]
+            note = None
+            if defaults:
+                note = (
+                    f"{' x '.join(defaults)}: the released fine-tuned models' clip, which this file's saved "
+                    "args do not record; --num-frames / --image-size to change"
+                )
+            source = {"kind": "videomae_zoo", "path": str(path.resolve())}
+            return ResolvedModel(model, pre, f"videomae-zoo:{path.name}", source, note)
         keys = list(sd)
         if any("relative_position_bias_table" in k for k in keys):
             if num_heads is not None:
-                raise SettingError("num_heads applies to VideoMAE zoo .pth checkpoints, not to Video Swin")
+                raise SettingError(
+                    f"--num-heads {num_heads}: Video Swin checkpoints take --num-frames and --image-size "
+                    "only (their heads are in the weights)"
+                )
             return _load_swin(path, num_frames, image_size, sd)  # the state dict read above, not re-read
         if given:
-            raise SettingError(f"{given}: for checkpoint files (VideoMAE zoo .pth, Video Swin) only")
+            raise _geometry_refused(
+                given, f"--model {spec!r} is neither a VideoMAE zoo nor a Video Swin checkpoint"
+            )
         raise InputError(
             f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
             "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "
@@ -471,11 +511,13 @@ def resolve_model(
         )
 
     if not_frames:
-        raise SettingError(f"{not_frames}: for checkpoint files (VideoMAE zoo .pth, Video Swin) only")
+        raise _geometry_refused(
+            not_frames, f"--model {spec!r} is a Hugging Face model, whose config fixes them"
+        )
     if path.is_dir() and not (path / "config.json").is_file():
         raise InputError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
     if num_frames is not None and path.is_dir():  # refused before loading the weights
-        _frames_settable(_dir_model_type(path), spec)
+        _frames_settable(_dir_model_type(path), spec, num_frames)
     if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise MissingFileError(
             f"--model {spec!r}: no such file or directory, and not a preset or a hub id (owner/name); "
@@ -488,8 +530,14 @@ def resolve_model(
     # hub client's retries: about 25 s)
     offline = not path.is_dir() and not hub_reachable()
     try:
-        model = AutoModelForVideoClassification.from_pretrained(source, local_files_only=offline)
-        own_memory(model)  # safetensors maps the file at unaligned addresses: copy (see own_memory)
+        if not weights and path.is_dir():
+            from transformers import AutoConfig
+
+            with torch.device("meta"):
+                model = AutoModelForVideoClassification.from_config(AutoConfig.from_pretrained(path))
+        else:
+            model = AutoModelForVideoClassification.from_pretrained(source, local_files_only=offline)
+            own_memory(model)  # safetensors maps the file at unaligned addresses: copy (see own_memory)
     except OSError as e:
         if path.is_dir():
             raise InputError(f"--model directory {spec!r}: cannot load it with from_pretrained ({e})") from e
@@ -502,10 +550,10 @@ def resolve_model(
             f"--model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
             "access pass a local directory saved with save_pretrained"
         ) from e
-    except ValueError as e:  # a config.json transformers does not understand
+    except (ValueError, KeyError) as e:  # a config.json transformers does not understand
         raise InputError(f"--model {spec!r}: cannot build a video classifier from it ({e})") from e
     if num_frames is not None:
-        _frames_settable(model.config.model_type, spec)
+        _frames_settable(model.config.model_type, spec, num_frames)
         _set_vjepa2_frames(model, num_frames)
     processor = _read_processor_json(source)
     # VideoMAE's test code and V-JEPA 2's processor normalise with the ImageNet values by default
@@ -529,11 +577,23 @@ def _dir_model_type(path: Path) -> str | None:
         return None
 
 
-def _frames_settable(model_type: str | None, spec: str) -> None:
+#: which models take --num-heads / --num-frames / --image-size, for the messages that refuse them
+_GEOMETRY_OPTIONS = (
+    "--num-heads, --num-frames and --image-size are for checkpoint files whose weights do not record "
+    "them (VideoMAE zoo .pth; Video Swin: frames and size), --num-frames also for V-JEPA 2 models"
+)
+
+
+def _geometry_refused(flags: str, why: str) -> SettingError:
+    """One line: the values given (``--num-frames 7``), why this model refuses them, which take them."""
+    return SettingError(f"{flags}: {why}; {_GEOMETRY_OPTIONS}")
+
+
+def _frames_settable(model_type: str | None, spec: str, num_frames: int) -> None:
     if model_type != "vjepa2":
-        raise SettingError(
-            f"--num-frames: for checkpoint files (VideoMAE zoo .pth, Video Swin) and V-JEPA 2 models only; "
-            f"--model {spec!r} is {model_type!r}, whose frame count is fixed by its config"
+        raise _geometry_refused(
+            f"--num-frames {num_frames}",
+            f"--model {spec!r} is {model_type!r}, whose config fixes its frame count",
         )
 
 
@@ -567,7 +627,13 @@ def _preset_preprocessing(model: nn.Module, layout: str) -> Preprocessing:
     return Preprocessing(image_size=224, num_frames=16, layout=layout)
 
 
-def load_model(spec: str, weights: bool = True) -> nn.Module:
+def load_model(
+    spec: str,
+    weights: bool = True,
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+) -> nn.Module:
     """The model named by ``spec`` (any spelling :func:`resolve_model` accepts), in eval mode.
 
     Args:
@@ -575,20 +641,6 @@ def load_model(spec: str, weights: bool = True) -> nn.Module:
         weights: False builds presets and local HF directories on the meta device from their
             config alone (exact FLOP counts without memory or compute); other sources load
             normally.
+        num_heads / num_frames / image_size: as :func:`resolve_model`.
     """
-    path = Path(os.path.expanduser(spec))
-    if not weights and spec in PRESETS and not path.exists():
-        with torch.device("meta"):
-            return build_preset(spec)
-    if not weights and path.is_dir() and (path / "config.json").is_file():
-        from transformers import AutoConfig, AutoModelForVideoClassification
-
-        try:
-            config = AutoConfig.from_pretrained(path)
-            with torch.device("meta"):
-                return AutoModelForVideoClassification.from_config(config).eval()
-        except (OSError, ValueError, KeyError) as e:  # a malformed or unknown config.json
-            raise InputError(
-                f"--model directory {spec!r}: cannot build a video classifier from it ({e})"
-            ) from e
-    return resolve_model(spec).model
+    return resolve_model(spec, num_heads, num_frames, image_size, weights=weights).model

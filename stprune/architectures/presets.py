@@ -1,12 +1,14 @@
 """Offline model presets: configs of the standard sizes, random weights, no download.
 
 Hugging Face VideoMAE / ViViT configs, and our Video Swin T/S/B (16 frames x 224^2, Kinetics-400
-head, the clip size of the released checkpoints). VideoMAE V2 (OpenGVLab/VideoMAEv2): ViT-g/14
-(``videomae-v2-g``: width 1408, 40 blocks, 16 heads, MLP 6144, patch 14, Kinetics-400 head as
-the K400 fine-tuned giant) and the distilled ViT-S/16 and ViT-B/16 (``videomae-v2-s`` / ``-b``:
-the sizes of ``videomae-s`` / ``-b`` with the Kinetics-710 head of the released distilled models).
-V-JEPA 2 (``VJEPA2ForVideoClassification``): ViT-L/H/g at 64 frames x 256^2 (``vjepa2-l`` /
-``-h`` / ``-g``, Kinetics-400 head) and the 16-frame SSv2 ViT-L classifier (``vjepa2-l-fpc16``).
+head: the clip of the README's Swin benchmarks; the released checkpoints are tested at 32 frames,
+which ``--model FILE.pth`` assumes unless the file records its clip, and says so). VideoMAE V2
+(OpenGVLab/VideoMAEv2): ViT-g/14 (``videomae-v2-g``: width 1408, 40 blocks, 16 heads, MLP 6144,
+patch 14, Kinetics-400 head as the K400 fine-tuned giant) and the distilled ViT-S/16 and ViT-B/16
+(``videomae-v2-s`` / ``-b``: the sizes of ``videomae-s`` / ``-b`` with the Kinetics-710 head of the
+released distilled models). V-JEPA 2 (``VJEPA2ForVideoClassification``): ViT-L/H/g at 64 frames x
+256^2 (``vjepa2-l`` / ``-h`` / ``-g``, Kinetics-400 head) and the 16-frame SSv2 ViT-L classifier
+(``vjepa2-l-fpc16``).
 
 For FLOPs, token counts and speed, weights do not matter; presets make every CLI command work
 on a machine without hub access.

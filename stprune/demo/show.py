@@ -72,6 +72,8 @@ class ShowResult:
     prediction: int
     prediction_unpruned: int
     title: str
+    #: the clip the model ran on, e.g. ``"16 frames x 224x224"`` (see ``ResolvedModel.clip``)
+    clip: str = ""
 
 
 def _forward(model: nn.Module, grid: InputGrid, clip: torch.Tensor) -> torch.Tensor:
@@ -388,6 +390,9 @@ def show(
     r: int | list[int] | None = None,
     flops_target: float | None = None,
     threshold: float | None = None,
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    image_size: int | None = None,
 ) -> ShowResult:
     """What ``stprune show`` does: load a model, prune one clip and draw the kept tokens.
 
@@ -401,9 +406,13 @@ def show(
         method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
         r / flops_target: the pruning setting (default: flops_target 0.7).
         threshold: RLT's threshold mode instead (tokens kept follow the clip).
+        num_heads / num_frames / image_size: what a checkpoint file does not record (see
+            ``stprune.architectures.loading.resolve_model``).
 
     Columns are labelled with the frame indices of the source (the video's, or the demo clip's).
     """
+    import dataclasses
+
     from stprune.architectures.loading import resolve_model
     from stprune.demo.synthetic import NUM_FRAMES
     from stprune.models import get_adapter
@@ -414,7 +423,7 @@ def show(
         raise SettingError(f"clip must be >= 0; got {clip}")
     if video is not None and not Path(video).exists():  # before loading the model
         raise MissingFileError(f"video file {str(video)!r} does not exist")
-    resolved = resolve_model(model_spec)
+    resolved = resolve_model(model_spec, num_heads, num_frames, image_size)
     model, pre = resolved.model, resolved.preprocessing
     grid = get_adapter(model).input_grid()
     if video is not None:
@@ -430,4 +439,5 @@ def show(
             source = (
                 f"synthetic demo clip {index} at {grid.num_frames}x{grid.image_size[0]}x{grid.image_size[1]}"
             )
-    return show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target, threshold, ids)
+    res = show_model(model, out, frames, pre.mean, pre.std, source, method, r, flops_target, threshold, ids)
+    return dataclasses.replace(res, clip=resolved.clip)

@@ -91,7 +91,10 @@ class VideoSwinConfig:
 
     ``num_frames`` and ``image_size`` (H, W) are the clip size the model is meant for (the one
     its checkpoint was trained at). The forward accepts any clip size; these only set what
-    pruning is planned for, what FLOPs are reported at and what example inputs look like.
+    pruning is planned for, what FLOPs are reported at and what example inputs look like. The
+    default, 16 x 224, is the presets' (the README's benchmarks); the released Kinetics-400
+    checkpoints are tested at 32 frames, which ``stprune.architectures.loading.resolve_model``
+    (every ``--model FILE``) sets for a checkpoint that does not record its clip.
     """
 
     embed_dim: int = 96
