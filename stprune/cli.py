@@ -710,14 +710,23 @@ def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="split seed (default 0, the demo's validation set)",
     )
-    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument(
+        "--split",
+        choices=["val", "train"],
+        default="val",
+        help="synthetic split the clips come from: 'val' (the clips the demo evaluates) or 'train' (the "
+        "training split's, disjoint from val); files videos/<split>_00000.mp4 ..., list <split>.txt",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_make_demo_videos)
 
 
 def _run_make_demo_videos(args: argparse.Namespace) -> int:
     from stprune.demo.videos import make_demo_videos
 
-    list_path = make_demo_videos(args.out, args.num, split=args.split, seed=args.seed)
+    list_path = make_demo_videos(
+        args.out, args.num, split=args.split, seed=args.seed, progress=not args.no_progress
+    )
     print(f"wrote {args.num} clips and {list_path}")
     return 0
 

@@ -67,6 +67,16 @@ def test_cli_make_demo_videos(tmp_path, capsys):
     assert "val.txt" in capsys.readouterr().out
 
 
+def test_cli_make_demo_videos_no_progress_and_split_help(tmp_path, capsys):
+    assert main(["make-demo-videos", "--out", str(tmp_path / "a"), "--num", "2"]) == 0
+    assert "writing val clips" in capsys.readouterr().err  # tqdm's bar, on stderr
+    assert main(["make-demo-videos", "--out", str(tmp_path / "b"), "--num", "2", "--no-progress"]) == 0
+    assert "writing" not in capsys.readouterr().err
+    assert main(["make-demo-videos", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--split {val,train} synthetic split the clips come from" in text
+
+
 def test_bad_arguments_raise(tmp_path):
     with pytest.raises(ValueError, match="num"):
         make_demo_videos(tmp_path, 0)
