@@ -52,6 +52,7 @@ __all__ = [
     "Preprocessing",
     "ResolvedModel",
     "resolve_model",
+    "resolve_module",
     "load_model",
     "vjepa2_short_side",
     "MODEL_HELP",
@@ -567,6 +568,71 @@ def resolve_model(
     kind = "hf_dir" if path.is_dir() else "hf_hub"
     ref = str(path.resolve()) if path.is_dir() else spec
     return ResolvedModel(model.eval(), pre, f"{model.config.model_type}:{ref}", {"kind": kind, "path": ref})
+
+
+def resolve_module(model: nn.Module, preprocessing: Preprocessing | None = None) -> ResolvedModel:
+    """A model already in memory, with its preprocessing, as :func:`resolve_model` gives a loaded one.
+
+    ``preprocessing``: what its input must look like; ``None`` reads it from the model as loading
+    would: the clip size from its config (``image_size`` / ``num_frames``; V-JEPA 2's
+    ``crop_size`` / ``frames_per_clip``; Video Swin's), the layout from its adapter, mean / std
+    from the processor config of the directory or hub id it was loaded from
+    (``config._name_or_path``: the local directory, else the Hugging Face cache; nothing is
+    downloaded without a route to the hub), else the ImageNet values (warned about for model types
+    other than VideoMAE and V-JEPA 2, whose own code uses them).
+
+    The record of what was evaluated (``run.json``'s ``model``) is the class and a SHA-256 of the
+    weights, so that resuming with another model is refused like resuming with another file.
+
+    Raises:
+        SettingTypeError for something that is not an ``nn.Module``; SettingError for a model on the
+        meta device (no weights to run), or without a config when no ``preprocessing`` is given.
+    """
+    import hashlib
+
+    from stprune.errors import SettingTypeError
+
+    if not isinstance(model, nn.Module):
+        raise SettingTypeError(
+            f"model must be a --model spec (str), a torch.nn.Module or a ResolvedModel; "
+            f"got {type(model).__name__}"
+        )
+    name = type(model).__name__
+    tensors = list(model.state_dict().items())
+    if any(t.is_meta for _, t in tensors):
+        raise SettingError(f"{name} is on the meta device: it has no weights to evaluate")
+    config = getattr(model, "config", None)
+    if preprocessing is None:
+        if config is None or not any(hasattr(config, k) for k in ("image_size", "crop_size")):
+            raise SettingError(
+                f"{name} has no config that says its clip size: pass preprocessing=Preprocessing("
+                "image_size=..., num_frames=..., mean=..., std=..., layout='BTCHW' or 'BCTHW')"
+            )
+        layout = "BTCHW"
+        try:
+            from stprune.adapters import get_adapter  # the adapters import the architectures
+
+            layout = get_adapter(model).input_grid().input_layout
+        except StpruneError:
+            pass  # a model stprune cannot prune: evaluated unpruned, in the HF layout
+        source = str(getattr(config, "_name_or_path", "") or "")
+        processor = _read_processor_json(source) if source else {}
+        model_type = getattr(config, "model_type", None)
+        if "image_mean" not in processor and model_type not in (None, "videomae", "vjepa2"):
+            warnings.warn(
+                f"{name}: no image_mean/image_std in a processor config of {source or 'its source'!r}; "
+                "normalising with the ImageNet defaults (pass preprocessing= to give its own)",
+                stacklevel=3,
+            )
+        preprocessing = preprocessing_from_config(config, processor, layout)
+    elif not isinstance(preprocessing, Preprocessing):
+        raise SettingTypeError(f"preprocessing must be a Preprocessing; got {type(preprocessing).__name__}")
+    digest = hashlib.sha256()
+    for key, t in tensors:
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    ref = f"in-memory {name}, weights sha256:{digest.hexdigest()[:16]}"
+    return ResolvedModel(model, preprocessing, f"{name} (in memory)", {"kind": "module", "path": ref})
 
 
 def _dir_model_type(path: Path) -> str | None:

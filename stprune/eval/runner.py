@@ -36,7 +36,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from stprune.architectures.loading import ResolvedModel, model_input_name, resolve_model
+from stprune.architectures.loading import (
+    Preprocessing,
+    ResolvedModel,
+    model_input_name,
+    resolve_model,
+    resolve_module,
+)
 from stprune.bench.compare import Setting
 from stprune.core.schedule import plural
 from stprune.errors import SettingError, SettingTypeError
@@ -122,6 +128,50 @@ def _view_inputs(resolved: ResolvedModel, device: torch.device) -> dict[str, tor
         return {model_input_name(resolved.model): view}
     first = next(iter(inspect.signature(resolved.model.forward).parameters))
     return {first: view.transpose(1, 2)}
+
+
+def _resolved(
+    model: str | os.PathLike | torch.nn.Module | ResolvedModel,
+    preprocessing: Preprocessing | None,
+    num_heads: int | None,
+    num_frames: int | None,
+    image_size: int | None,
+) -> ResolvedModel:
+    """``run_eval``'s ``model`` as a model with its preprocessing (see :func:`run_eval`)."""
+    import dataclasses
+
+    import stprune
+
+    if isinstance(model, str | os.PathLike):
+        resolved = resolve_model(
+            os.fspath(model), num_heads=num_heads, num_frames=num_frames, image_size=image_size
+        )
+        return (
+            resolved if preprocessing is None else dataclasses.replace(resolved, preprocessing=preprocessing)
+        )
+    given = {"num_heads": num_heads, "num_frames": num_frames, "image_size": image_size}
+    if any(v is not None for v in given.values()):
+        flags = ", ".join(f"{k}={v}" for k, v in given.items() if v is not None)
+        raise SettingError(
+            f"{flags}: for a checkpoint file given by path; a model in memory has its config: pass "
+            "preprocessing=Preprocessing(...) for another clip size"
+        )
+    module = model.model if isinstance(model, ResolvedModel) else model
+    if isinstance(module, torch.nn.Module):
+        patched = next((n for n, m in module.named_modules() if stprune.is_patched(m)), None)
+        if patched is not None:
+            where = f"its submodule {patched!r}" if patched else "it"
+            raise SettingError(
+                f"{type(module).__name__}: {where} is patched by stprune; run_eval patches the model for "
+                "every setting itself (method=, r=, flops_target=): pass it unpatched (stprune.unpatch)"
+            )
+    if isinstance(model, ResolvedModel):
+        if preprocessing is not None:
+            model = dataclasses.replace(model, preprocessing=preprocessing)
+        if "path" not in model.source:  # built by hand: recorded as an in-memory model
+            model = dataclasses.replace(model, source=resolve_module(model.model, model.preprocessing).source)
+        return model
+    return resolve_module(model, preprocessing)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -699,7 +749,7 @@ def _plot_sweep(
 
 
 def run_eval(
-    model: str,
+    model: str | os.PathLike | torch.nn.Module | ResolvedModel,
     data: str | os.PathLike,
     out: str | os.PathLike,
     root: str | os.PathLike | None = None,
@@ -721,8 +771,17 @@ def run_eval(
     progress: bool = True,
     rlt_threshold: float | Sequence[float] | None = None,
     sweep: bool | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate ``model`` on the videos of ``data``; write rows and a summary under ``out``.
+
+    ``model``: a ``--model`` spec (preset, ``"demo"``, checkpoint file, directory, hub id; with
+    ``num_heads`` / ``num_frames`` / ``image_size`` for what a checkpoint file does not record), a
+    model in memory (an ``nn.Module``, e.g. what ``from_pretrained`` returned, unpatched: every
+    setting patches and unpatches it; it is moved to the device and put in eval mode), or a
+    :class:`~stprune.architectures.loading.ResolvedModel`. ``preprocessing``: the clip size,
+    layout and mean / std of the model's input; ``None``: the spec's, or read from an in-memory
+    model's config and processor config (:func:`~stprune.architectures.loading.resolve_module`).
 
     ``r`` / ``flops_target``: one value or several; with ``method`` one name or several, every
     method runs at every value, and ``rlt_threshold`` adds RLT's threshold settings. One setting
@@ -766,7 +825,7 @@ def run_eval(
     ctx = init_distributed(device)
     stack = contextlib.ExitStack()
     try:
-        resolved = resolve_model(model, num_heads=num_heads, num_frames=num_frames, image_size=image_size)
+        resolved = _resolved(model, preprocessing, num_heads, num_frames, image_size)
         resolved.model.to(ctx.device)
         pre = resolved.preprocessing
         # the model's own sampling when it records one; an explicit --sampling-rate overrides it
