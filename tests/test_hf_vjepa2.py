@@ -558,7 +558,9 @@ def test_eval_loading_num_frames_for_vjepa2_presets(monkeypatch):
     resolved = resolve_model("vjepa2-l-fpc16", num_frames=8)
     assert resolved.preprocessing.num_frames == resolved.model.config.frames_per_clip == 8
     assert resolved.preprocessing.short_side == 292
-    with pytest.raises(SettingError, match=r"--image-size 128: V-JEPA 2 preset 'vjepa2-l-fpc16' takes --num-frames only"):
+    with pytest.raises(
+        SettingError, match=r"--image-size 128: V-JEPA 2 preset 'vjepa2-l-fpc16' takes --num-frames only"
+    ):
         resolve_model("vjepa2-l-fpc16", num_frames=8, image_size=128)
     with pytest.raises(SettingError, match="--num-frames"):
         resolve_model("videomae-s", num_frames=8)
