@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "int_at_least", "positive_int", "nonnegative_int", "flops_ratio"]
+__all__ = ["OneLineParser", "int_at_least", "positive_int", "nonnegative_int", "flops_ratio", "keep_ratio"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,12 +38,22 @@ def nonnegative_int(text: str) -> int:
     return int_at_least(text, 0)
 
 
-def flops_ratio(text: str) -> float:
-    """argparse type: a FLOPs ratio in (0, 1]."""
+def _fraction(text: str, what: str) -> float:
+    """``text`` as a number in (0, 1], or argparse's one-line error naming it (``what`` says what it is)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a FLOPs ratio in (0, 1]; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {what} in (0, 1]; got {text!r}") from None
     if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a FLOPs ratio in (0, 1]; got {value}")
+        raise argparse.ArgumentTypeError(f"must be {what} in (0, 1]; got {value}")
     return value
+
+
+def flops_ratio(text: str) -> float:
+    """argparse type: a FLOPs ratio in (0, 1]."""
+    return _fraction(text, "a FLOPs ratio")
+
+
+def keep_ratio(text: str) -> float:
+    """argparse type: the fraction of each video's tokens kept, in (0, 1] (video LLMs)."""
+    return _fraction(text, "a fraction of each video's tokens kept")

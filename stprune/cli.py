@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from stprune.argtypes import OneLineParser as _Parser
-from stprune.argtypes import nonnegative_int, positive_int
+from stprune.argtypes import keep_ratio, nonnegative_int, positive_int
 
 # --------------------------------------------------------------------------------------------
 # option types: every command checks its values the same way, before any work (the shared ones
@@ -170,6 +170,23 @@ def _add_setting_args(p: argparse.ArgumentParser) -> None:
         "tokens dropped per group; several values compare several settings",
         "FLOPs ratio(s) in (0, 1]: r is chosen to reach each",
     )
+    p.add_argument(
+        "--keep-ratio",
+        type=keep_ratio,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="X",
+        help="video LLMs: fraction(s) of each video's tokens kept, in (0, 1] (--r: tokens dropped per "
+        "temporal slot); --num-frames / --image-size give the video, --prompt-tokens the text around it",
+    )
+    p.add_argument(
+        "--prompt-tokens",
+        metavar="N",
+        type=positive_int,
+        default=64,
+        help="video LLMs: text tokens around the video in the prompt (default 64)",
+    )
     p.add_argument("--json", metavar="PATH", type=output_file, help="also write the results as JSON")
 
 
@@ -201,9 +218,86 @@ def _measure_flops(model: object, args: argparse.Namespace) -> list:
     return rows
 
 
+def _video_llm_model(args: argparse.Namespace, weights: bool) -> object | None:
+    """A video-LLM preset named by ``--model`` (meta device without weights), or ``None``; refuses
+    --keep-ratio for another model."""
+    from stprune.architectures.presets import build_preset, is_video_llm_preset
+    from stprune.errors import SettingError
+
+    if not is_video_llm_preset(args.model):
+        if args.keep_ratio:
+            raise SettingError(
+                f"--keep-ratio is for video LLMs; {args.model} takes --r (tokens dropped per group) or "
+                "--flops-target"
+            )
+        return None
+    if args.num_heads is not None:
+        raise SettingError(f"--num-heads is for a VideoMAE zoo .pth; {args.model} is built from its config")
+    import torch
+
+    with torch.device("cpu" if weights else "meta"):
+        return build_preset(args.model)
+
+
+def _video_llm_prompt(args: argparse.Namespace) -> object:
+    from stprune.bench.video_llm import Prompt
+
+    size = None if args.image_size is None else (args.image_size, args.image_size)
+    return Prompt(args.num_frames, size, args.prompt_tokens)
+
+
+def _run_video_llm(args: argparse.Namespace, model: object, timed: bool) -> int:
+    """``flops`` / ``bench`` on a video LLM: one prompt, unpruned and every --keep-ratio / --r."""
+    from stprune.bench.report import write_json
+    from stprune.bench.video_llm import print_video_llm_rows, time_video_llm_rows, video_llm_rows
+    from stprune.errors import SettingError
+    from stprune.models import get_adapter
+
+    if args.flops_target:
+        raise SettingError(
+            "--flops-target is not defined for a video LLM (a prefill's FLOPs depend on the prompt); give "
+            "--keep-ratio X (fraction of the video's tokens kept) or --r R (tokens dropped per temporal slot)"
+        )
+    prompt = _video_llm_prompt(args)
+    notes: list[str] = []
+    rows = video_llm_rows(model, [args.method], args.keep_ratio, args.r, prompt, on_skip=notes.append)
+    if len(rows) == 1:
+        raise SettingError(notes[0][len("skipped ") :])
+    for note in notes:
+        print(f"stprune {args.command}: warning: {note}", file=sys.stderr)
+    print(f"prompt: {prompt.describe(rows[0].cost)}")
+    title = f"{args.model} - {get_adapter(model).describe()} - one prompt"
+    if timed:
+        import torch
+        from rich.console import Console
+
+        with Console(stderr=True).status("timing") as status:
+            rows = time_video_llm_rows(
+                model,
+                rows,
+                prompt,
+                batch_size=args.batch_size,
+                warmup=args.warmup,
+                iters=args.iters,
+                rounds=args.rounds,
+                progress=status.update,
+            )
+        title += f", {args.device}, batch {args.batch_size}, {torch.get_num_threads()} threads"
+    print_video_llm_rows(rows, title)
+    if args.json:
+        results = [r.as_dict() for r in rows]
+        write_json(args.json, {"model": args.model, "prompt": vars(prompt), "results": results})
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def _run_flops(args: argparse.Namespace) -> int:
     from stprune.bench.report import print_rows, write_json
     from stprune.models import get_adapter
+
+    llm = _video_llm_model(args, weights=False)
+    if llm is not None:
+        return _run_video_llm(args, llm, timed=False)
 
     model = _resolve(args, weights=False).model  # presets and model directories on the meta device
     rows = _measure_flops(model, args)
@@ -270,6 +364,13 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    llm = _video_llm_model(args, weights=True)
+    if llm is not None:
+        if args.amp != "none":
+            from stprune.errors import SettingError
+
+            raise SettingError("--amp is for the encoders; a video LLM is timed in float32 here")
+        return _run_video_llm(args, llm.to(args.device), timed=True)
     console = Console(stderr=True)
     model = _resolve(args).model.to(args.device)
     rows = _measure_flops(model, args)
@@ -347,16 +448,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="kinetics frame stride (default: the model's own when its checkpoint records it, e.g. 1 for "
         "the demo model; else 4, VideoMAE's Kinetics test)",
     )
-    from stprune.methods import METHODS
+    from stprune.methods import encoder_methods
 
     p.add_argument(
         "--method",
         nargs="+",
         action="extend",
-        choices=sorted(METHODS),
+        choices=sorted(encoder_methods()),
         default=None,
         metavar="M",
-        help=f"pruning method(s): {', '.join(sorted(METHODS))}; several run at every value (default sta)",
+        help=f"pruning method(s): {', '.join(sorted(encoder_methods()))}; several run at every value "
+        "(default sta)",
     )
     _add_r_and_target(
         p,

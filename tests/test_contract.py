@@ -3,8 +3,9 @@
 (Video LLMs, pruned once before their language model, have their own contract:
 ``tests/test_contract_video_llm.py``.) A family enters this suite by registering its adapter
 (``stprune.adapters.base.register_adapter``) with an ``example_model``; a method by being in
-``stprune.methods.METHODS``. No test here names a family or a method. A (family, method) pair the family cannot take must be refused by ``patch``
-with ``UnsupportedModelError`` before anything changes; every other pair is checked for:
+``stprune.methods.METHODS``. No test here names a family or a method. A (family, method) pair the
+family cannot take must be refused by ``patch`` with ``UnsupportedModelError`` before anything
+changes; every other pair is checked for:
 
 * patch / unpatch identity (bitwise: the same kernels run on the same memory);
 * batch independence (a clip's output does not depend on the other clips of its batch);

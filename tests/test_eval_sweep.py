@@ -28,7 +28,7 @@ from stprune.eval.sweep import (
     setting_dir,
     sweep_settings,
 )
-from stprune.methods import METHODS
+from stprune.methods import encoder_methods
 
 REPO = Path(__file__).resolve().parents[1]
 NUM = 3
@@ -72,7 +72,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_a_sweep_gives_every_setting_the_rows_of_its_own_single_run(videos, tmp_path):
-    methods = list(METHODS)  # every registered method (sta, tome, random, rlt)
+    methods = list(encoder_methods())  # every registered encoder method (sta, tome, random, rlt, ...)
     with pytest.warns(UserWarning, match="skipped tome flops_target=0.5"):  # reported, not fatal
         result = _eval(
             videos, tmp_path / "sweep", method=methods, flops_target=TARGETS, rlt_threshold=THRESHOLDS
@@ -80,12 +80,19 @@ def test_a_sweep_gives_every_setting_the_rows_of_its_own_single_run(videos, tmp_
     table = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert table == result["sweep"]
     ran = [r for r in table if r["skipped"] is None]
+    skipped = [r for r in table if r["skipped"] is not None]
+    # ToMe's constant r per block cannot reach 0.5 on this model (other merging methods may not either)
+    unreachable = {(r["method"], r["setting"]) for r in skipped}
+    assert ("tome", "flops_target=0.5") in unreachable
     assert [(r["method"], r["setting"]) for r in ran] == [("none", "unpruned")] + [
-        (m, f"flops_target={x:g}") for m in methods for x in TARGETS if (m, x) != ("tome", 0.5)
+        (m, f"flops_target={x:g}")
+        for m in methods
+        for x in TARGETS
+        if (m, f"flops_target={x:g}") not in unreachable
     ] + [("rlt", "threshold=0.1")]
-    (skip,) = [r for r in table if r["skipped"] is not None]
-    assert (skip["method"], skip["setting"], skip["top1"]) == ("tome", "flops_target=0.5", None)
-    assert "cannot be reached" in skip["skipped"]
+    for skip in skipped:
+        assert skip["top1"] is None and "cannot be reached" in skip["skipped"]
+        assert skip["setting"] == "flops_target=0.5"
     for row in table:
         assert set(row) >= SWEEP_KEYS
     width, height = _png_size(tmp_path / "sweep" / "sweep.png")
@@ -225,7 +232,7 @@ def test_the_engine_equals_each_setting_run_directly_and_resolves_each_setting_o
     from stprune.demo.synthetic import generate_clips
 
     model, info = load_demo_model(), load_demo_info()
-    settings = sweep_settings(list(METHODS), flops_target=0.7, threshold=THRESHOLDS)
+    settings = sweep_settings(list(encoder_methods()), flops_target=0.7, threshold=THRESHOLDS)
     resolved, skipped = resolve_settings(model, settings)
     assert not skipped and not stprune.is_patched(model)
     for t in resolved[1:]:

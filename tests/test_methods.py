@@ -13,7 +13,12 @@ from stprune.methods import METHODS, RandomPruning, get_method
 
 
 def test_registry():
-    assert set(METHODS) == {"sta", "tome", "random", "rlt"}
+    from stprune.methods import encoder_methods
+
+    assert {"sta", "tome", "random", "rlt", "dycoke", "evs"} <= set(METHODS)
+    assert {"dycoke", "evs"}.isdisjoint(encoder_methods()) and {"sta", "tome", "random", "rlt"} <= set(
+        encoder_methods()
+    )
     assert isinstance(get_method("random"), RandomPruning)
 
 

@@ -51,8 +51,11 @@ _WHY_NOT = {
 
 
 def supported_models() -> list[str]:
-    """Class names stprune can patch."""
-    return [name for a in ADAPTERS for name in a.model_classes]
+    """Class names stprune can patch: the video encoders, then the video LLMs."""
+    from stprune.adapters.video_llm import VideoLLMAdapter
+
+    ordered = sorted(ADAPTERS, key=lambda a: issubclass(a, VideoLLMAdapter))  # stable: registration order
+    return [name for a in ordered for name in a.model_classes]
 
 
 def get_adapter(model: nn.Module) -> Adapter:

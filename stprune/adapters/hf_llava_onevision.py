@@ -31,8 +31,9 @@ from stprune.adapters.video_llm import (
     VideoSpan,
     VisionCalls,
     check_video_count,
+    text_around,
 )
-from stprune.errors import InputError
+from stprune.errors import InputError, SettingError
 
 __all__ = ["HFLlavaOnevisionAdapter"]
 
@@ -55,6 +56,10 @@ class HFLlavaOnevisionAdapter(VideoLLMAdapter):
     @property
     def language_model(self) -> nn.Module:
         return self._inner.language_model
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self._inner.vision_tower
 
     @property
     def vision_config(self) -> Any:
@@ -188,6 +193,26 @@ class HFLlavaOnevisionAdapter(VideoLLMAdapter):
 
     default_frames = 4
 
+    def _frames(self, num_frames: int | None, size: tuple[int, int] | None) -> int:
+        frames = self.default_frames if num_frames is None else num_frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise SettingError(f"frames must be an int >= 1; got {frames!r}")
+        side = int(self.vision_config.image_size)
+        if size is not None and tuple(size) != (side, side):
+            raise SettingError(
+                f"{type(self.model).__name__} takes frames of {side}x{side} pixels (its processor resizes "
+                f"every frame to that); got {size[0]}x{size[1]}"
+            )
+        return frames
+
+    def prompt_layout(
+        self, num_frames: int | None = None, size: tuple[int, int] | None = None, text_tokens: int = 16
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        frames = self._frames(num_frames, size)
+        before, after = text_around(text_tokens)
+        side = self.pooled_side
+        return [(frames, side, side)], before + len(self.video_placeholders(frames)) + after
+
     def video_placeholders(self, frames: int) -> list[int]:
         n = frames * self.pooled_side**2 + 1
         return [int(self.model.config.video_token_id)] * n
@@ -202,12 +227,10 @@ class HFLlavaOnevisionAdapter(VideoLLMAdapter):
         dtype: torch.dtype = torch.float32,
     ) -> dict:
         cfg = self.vision_config
-        frames = self.default_frames if num_frames is None else int(num_frames)
+        frames = self._frames(num_frames, size)
         side = int(cfg.image_size)
-        if size is not None and tuple(size) != (side, side):
-            raise InputError(f"{type(self.model).__name__} takes frames of {side}x{side} pixels; got {size}")
-        before = max(1, text_tokens // 2)
-        ids = [1] * before + self.video_placeholders(frames) + [2] * max(1, text_tokens - before)
+        before, after = text_around(text_tokens)
+        ids = [1] * before + self.video_placeholders(frames) + [2] * after
         input_ids = torch.tensor([ids] * batch_size, device=device)
         pixels = torch.randn(
             batch_size, frames, int(cfg.num_channels), side, side, device=device, dtype=dtype

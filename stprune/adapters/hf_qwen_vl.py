@@ -30,8 +30,9 @@ from stprune.adapters.video_llm import (
     bind_call,
     check_video_count,
     storage_pointer,
+    text_around,
 )
-from stprune.errors import InputError
+from stprune.errors import InputError, SettingError
 
 __all__ = ["QwenVLAdapter", "pack_qwen_video", "unpack_qwen_video"]
 
@@ -252,14 +253,10 @@ class QwenVLAdapter(VideoLLMAdapter):
         dtype: torch.dtype = torch.float32,
     ) -> dict:
         cfg, vcfg = self.model.config, self.vision_config
-        frames = self.default_frames if num_frames is None else int(num_frames)
-        h, w = self.default_size if size is None else size
         ts, p = int(vcfg.temporal_patch_size), int(vcfg.patch_size)
-        grid = (-(-frames // ts), h // p, w // p)
-        video_ids = self.video_placeholders(grid)
-        before = max(1, text_tokens // 2)
-        after = max(1, text_tokens - before)
-        ids = [1] * before + video_ids + [2] * after
+        grid = self._patch_grid(num_frames, size)
+        before, after = text_around(text_tokens)
+        ids = [1] * before + self.video_placeholders(grid) + [2] * after
         input_ids = torch.tensor([ids] * batch_size, device=device)
         mm = torch.where(input_ids == int(cfg.video_token_id), 2, 0).to(torch.int32)
         rows = grid[0] * grid[1] * grid[2]
@@ -274,6 +271,32 @@ class QwenVLAdapter(VideoLLMAdapter):
             "video_grid_thw": torch.tensor([grid] * batch_size, device=device),
         }
         return {**call, "logits_to_keep": 1} if self.has_head else call
+
+    def _patch_grid(self, num_frames: int | None, size: tuple[int, int] | None) -> tuple[int, int, int]:
+        """(T', Hp, Wp) patch grid of a video of ``num_frames`` frames of ``size`` pixels (the
+        processor repeats the last frame up to a multiple of the temporal patch)."""
+        vcfg = self.vision_config
+        ts, p = int(vcfg.temporal_patch_size), int(vcfg.patch_size)
+        frames = self.default_frames if num_frames is None else num_frames
+        h, w = self.default_size if size is None else size
+        unit = p * self.merge
+        for name, value, low in (("frames", frames, 1), ("height", h, unit), ("width", w, unit)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SettingError(f"{name} must be an int >= {low}; got {value!r}")
+        if h % unit or w % unit:
+            raise SettingError(
+                f"{type(self.model).__name__} takes frames whose sides are multiples of {unit} pixels (patch "
+                f"{p} x merge {self.merge}), as its processor resizes them; got {h}x{w}"
+            )
+        return (-(-frames // ts), h // p, w // p)
+
+    def prompt_layout(
+        self, num_frames: int | None = None, size: tuple[int, int] | None = None, text_tokens: int = 16
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        grid = self._patch_grid(num_frames, size)
+        m = self.merge
+        before, after = text_around(text_tokens)
+        return [(grid[0], grid[1] // m, grid[2] // m)], before + len(self.video_placeholders(grid)) + after
 
     def video_placeholders(self, grid: tuple[int, int, int]) -> list[int]:
         """The token ids the processor writes for a video of ``grid`` (patches: T', Hp, Wp)."""

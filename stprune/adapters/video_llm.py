@@ -44,6 +44,7 @@ __all__ = [
     "VideoSpan",
     "bind_call",
     "llm_layer_macs",
+    "text_around",
 ]
 
 
@@ -189,6 +190,11 @@ class VideoLLMAdapter(Adapter):
 
     @property
     @abstractmethod
+    def vision_tower(self) -> nn.Module:
+        """The vision encoder the video's pixels go through first (for timing its share)."""
+
+    @property
+    @abstractmethod
     def llm_shape(self) -> LLMShape:
         """The language model's shape (for costs and keys)."""
 
@@ -302,6 +308,14 @@ class VideoLLMAdapter(Adapter):
     # --- example -------------------------------------------------------------------------
 
     @abstractmethod
+    def prompt_layout(
+        self, num_frames: int | None = None, size: tuple[int, int] | None = None, text_tokens: int = 16
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        """The merged grid of the video and the sequence length of :meth:`example_prompt`'s row for
+        these arguments, without building it (for costs). Raises ``SettingError`` naming a frame
+        count or size the family cannot take."""
+
+    @abstractmethod
     def example_prompt(
         self,
         batch_size: int = 1,
@@ -337,6 +351,12 @@ class VideoLLMAdapter(Adapter):
                 "prunes video tokens under 'sdpa' and 'eager' only (the others are untested here): load with "
                 "attn_implementation='sdpa'"
             )
+
+
+def text_around(text_tokens: int) -> tuple[int, int]:
+    """Text tokens before and after the video of an example prompt (at least one each)."""
+    before = max(1, text_tokens // 2)
+    return before, max(1, text_tokens - before)
 
 
 def check_video_count(found: int, expected: int, what: str) -> None:

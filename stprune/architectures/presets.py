@@ -26,7 +26,21 @@ from torch import nn
 
 from stprune.errors import SettingError
 
-__all__ = ["PRESETS", "build_preset", "preset_names"]
+__all__ = ["PRESETS", "VIDEO_LLM_FAMILIES", "build_preset", "is_video_llm_preset", "preset_names"]
+
+# the vision tower of Qwen2.5-VL-3B / 7B (the config class's defaults are not these)
+_QWEN2_5_VL_TOWER = dict(
+    depth=32,
+    hidden_size=1280,
+    intermediate_size=3420,
+    num_heads=16,
+    patch_size=14,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    window_size=112,
+    fullatt_block_indexes=[7, 15, 23, 31],
+    tokens_per_second=2,
+)
 
 # name -> (family, config kwargs). VideoMAE sizes as the VideoMAE model zoo (16 frames, 224,
 # tubelet 2, patch 16, mean pooling, Kinetics-400 head; V2 as its registry functions
@@ -111,6 +125,137 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             num_labels=174,
         ),
     ),
+    # Video LLMs, with the shapes of the released checkpoints (config.json of each; random weights):
+    # the Qwen2.5-VL vision tower (32 blocks x 1280, windows of 112 px, full attention in blocks
+    # 7/15/23/31) with Qwen2.5-3B/7B; the Qwen3-VL towers (24 x 1024 / 27 x 1152, deepstack) with
+    # Qwen3-4B/8B; LLaVA-OneVision's SigLIP-so400m (26 blocks at 384 px) with Qwen2-0.5B/7B.
+    "qwen2.5-vl-3b": (
+        "qwen2_5_vl",
+        dict(
+            text=dict(
+                hidden_size=2048,
+                intermediate_size=11008,
+                num_hidden_layers=36,
+                num_attention_heads=16,
+                num_key_value_heads=2,
+                vocab_size=151936,
+            ),
+            vision=dict(**_QWEN2_5_VL_TOWER, out_hidden_size=2048),
+        ),
+    ),
+    "qwen2.5-vl-7b": (
+        "qwen2_5_vl",
+        dict(
+            text=dict(
+                hidden_size=3584,
+                intermediate_size=18944,
+                num_hidden_layers=28,
+                num_attention_heads=28,
+                num_key_value_heads=4,
+                vocab_size=152064,
+            ),
+            vision=dict(**_QWEN2_5_VL_TOWER, out_hidden_size=3584),
+        ),
+    ),
+    # scaled down for the CPU benchmark (benchmarks/cpu_video_llm.py): the 7B's layout at 1/3.5 of its
+    # width and 8 LLM layers, a 4-block vision tower; not a released model
+    "qwen2.5-vl-mini": (
+        "qwen2_5_vl",
+        dict(
+            text=dict(
+                hidden_size=1024,
+                intermediate_size=5376,
+                num_hidden_layers=8,
+                num_attention_heads=8,
+                num_key_value_heads=2,
+                vocab_size=32000,
+            ),
+            vision=dict(
+                depth=4,
+                hidden_size=320,
+                intermediate_size=864,
+                num_heads=5,
+                out_hidden_size=1024,
+                fullatt_block_indexes=[3],
+            ),
+            top=dict(
+                image_token_id=31995,
+                video_token_id=31996,
+                vision_start_token_id=31997,
+                vision_end_token_id=31998,
+            ),
+        ),
+    ),
+    "qwen3-vl-4b": (
+        "qwen3_vl",
+        dict(
+            text=dict(
+                hidden_size=2560,
+                intermediate_size=9728,
+                num_hidden_layers=36,
+                num_attention_heads=32,
+                num_key_value_heads=8,
+                head_dim=128,
+                vocab_size=151936,
+            ),
+            vision=dict(
+                depth=24,
+                hidden_size=1024,
+                intermediate_size=4096,
+                num_heads=16,
+                out_hidden_size=2560,
+                deepstack_visual_indexes=[5, 11, 17],
+            ),
+        ),
+    ),
+    "qwen3-vl-8b": (
+        "qwen3_vl",
+        dict(
+            text=dict(
+                hidden_size=4096,
+                intermediate_size=12288,
+                num_hidden_layers=36,
+                num_attention_heads=32,
+                num_key_value_heads=8,
+                head_dim=128,
+                vocab_size=151936,
+            ),
+            vision=dict(
+                depth=27,
+                hidden_size=1152,
+                intermediate_size=4304,
+                num_heads=16,
+                out_hidden_size=4096,
+                deepstack_visual_indexes=[8, 16, 24],
+            ),
+        ),
+    ),
+    "llava-onevision-0.5b": (
+        "llava_onevision",
+        dict(
+            text=dict(
+                hidden_size=896,
+                intermediate_size=4864,
+                num_hidden_layers=24,
+                num_attention_heads=14,
+                num_key_value_heads=2,
+                vocab_size=151936,
+            ),
+        ),
+    ),
+    "llava-onevision-7b": (
+        "llava_onevision",
+        dict(
+            text=dict(
+                hidden_size=3584,
+                intermediate_size=18944,
+                num_hidden_layers=28,
+                num_attention_heads=28,
+                num_key_value_heads=4,
+                vocab_size=152128,
+            ),
+        ),
+    ),
     "video-swin-t": ("video_swin", dict(arch="t")),
     "video-swin-s": ("video_swin", dict(arch="s")),
     "video-swin-b": ("video_swin", dict(arch="b")),
@@ -145,9 +290,53 @@ def _fast_sinusoid_table() -> Iterator[None]:
         modeling_videomae.get_sinusoid_encoding_table = original
 
 
+#: families of the video-LLM presets (``build_preset`` returns their ``*ForConditionalGeneration``)
+VIDEO_LLM_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "llava_onevision")
+
+
 def preset_names() -> list[str]:
     """Names accepted by :func:`build_preset` (and ``--model`` in the CLI)."""
     return sorted(PRESETS)
+
+
+def is_video_llm_preset(name: str) -> bool:
+    """Whether ``name`` is a video-LLM preset (no classification head, no clip preprocessing)."""
+    return name in PRESETS and PRESETS[name][0] in VIDEO_LLM_FAMILIES
+
+
+def _build_video_llm(family: str, kwargs: dict[str, Any]) -> nn.Module:
+    """A video LLM of a preset's shapes, random weights, SDPA attention."""
+    text, vision, top = (
+        dict(kwargs.get("text", {})),
+        dict(kwargs.get("vision", {})),
+        dict(kwargs.get("top", {})),
+    )
+    if family == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        text.setdefault(
+            "rope_parameters", {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
+        )
+        cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, attn_implementation="sdpa", **top)
+        return Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    if family == "qwen3_vl":
+        from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+        text.setdefault(
+            "rope_parameters",
+            {
+                "rope_type": "default",
+                "rope_theta": 5e6,
+                "mrope_section": [24, 20, 20],
+                "mrope_interleaved": True,
+            },
+        )
+        cfg = Qwen3VLConfig(text_config=text, vision_config=vision, attn_implementation="sdpa")
+        return Qwen3VLForConditionalGeneration(cfg).eval()
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    cfg = LlavaOnevisionConfig(text_config={"model_type": "qwen2", **text}, attn_implementation="sdpa")
+    return LlavaOnevisionForConditionalGeneration(cfg).eval()
 
 
 def build_preset(name: str, num_labels: int | None = None) -> nn.Module:
@@ -163,6 +352,8 @@ def build_preset(name: str, num_labels: int | None = None) -> nn.Module:
     if name not in PRESETS:
         raise SettingError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
     family, kwargs = PRESETS[name]
+    if family in VIDEO_LLM_FAMILIES:
+        return _build_video_llm(family, kwargs)
     kwargs = dict(kwargs)
     preset_labels = kwargs.pop("num_labels", 400)
     if num_labels is None:

@@ -55,7 +55,7 @@ def clips_per_second(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m stprune.demo.check``."""
     from stprune.argtypes import OneLineParser, flops_ratio, nonnegative_int, positive_int
-    from stprune.methods import METHODS
+    from stprune.methods import encoder_methods
 
     p = OneLineParser(prog="python -m stprune.demo.check", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=DEMO_WEIGHTS)
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--flops-target", type=flops_ratio, nargs="*", default=[0.9, 0.8, 0.7, 0.6, 0.5])
-    p.add_argument("--method", default="sta", choices=sorted(METHODS))
+    p.add_argument("--method", default="sta", choices=sorted(encoder_methods()))
     p.add_argument("--mp4", action="store_true", help="also score clips written to mp4 and decoded")
     args = p.parse_args(argv)
     weights = args.weights.with_suffix(".json")

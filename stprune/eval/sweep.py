@@ -63,10 +63,10 @@ RLT_METHOD = "rlt"
 
 
 def method_names() -> tuple[str, ...]:
-    """The registered methods (``stprune.methods.METHODS``), in registration order."""
-    from stprune.methods import METHODS
+    """The registered encoder methods (``stprune.methods.encoder_methods``), in registration order."""
+    from stprune.methods import encoder_methods
 
-    return tuple(METHODS)
+    return encoder_methods()
 
 
 def _as_list(values: Any) -> list[Any]:

@@ -34,11 +34,18 @@ __all__ = [
     "DyCoke",
     "EVS",
     "METHODS",
+    "encoder_methods",
     "get_method",
 ]
 
 #: name -> class of every available method
 METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning, RLT, DyCoke, EVS)}
+
+
+def encoder_methods() -> tuple[str, ...]:
+    """Names of the methods that prune inside video encoders (the others select among a video
+    LLM's video tokens only), in registration order."""
+    return tuple(name for name, cls in METHODS.items() if not cls.video_only)
 
 
 def get_method(method: str | Method, options: dict[str, Any] | None = None) -> Method:

@@ -199,6 +199,11 @@ class VideoTokenMethod(Method):
         return False
 
     @abstractmethod
+    def kept_count(self, slots: int, per_slot: int, keep: int | None) -> int:
+        """How many tokens :meth:`keep_video` keeps of a video of ``slots`` x ``per_slot`` tokens for
+        the budget ``keep`` (or its own knob when ``None``), known without the data (for costs)."""
+
+    @abstractmethod
     def keep_video(self, tokens: torch.Tensor, keep: int | None) -> torch.Tensor:
         """The tokens to keep.
 

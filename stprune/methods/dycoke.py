@@ -45,12 +45,19 @@ class DyCoke(VideoTokenMethod):
     def has_own_budget(self) -> bool:
         return self.merging_ratio is not None
 
+    def _per_frame(self, frames: int, n: int, keep: int | None) -> int:
+        """Tokens kept in every pruned frame: the published knob's, or the largest that fits ``keep``."""
+        if keep is None:
+            return dycoke_keep_from_ratio(self.merging_ratio, n)
+        return max((k for k in range(n + 1) if dycoke_kept_count(frames, n, k) <= keep), default=0)
+
+    def kept_count(self, slots: int, per_slot: int, keep: int | None) -> int:
+        if slots < 2:
+            return slots * per_slot
+        return dycoke_kept_count(slots, per_slot, self._per_frame(slots, per_slot, keep))
+
     def keep_video(self, tokens: torch.Tensor, keep: int | None) -> torch.Tensor:
         frames, n, c = tokens.shape
         if frames < 2:  # one temporal slot: nothing to compare it with, kept whole
             return torch.arange(frames * n, device=tokens.device)
-        if keep is None:
-            per_frame = dycoke_keep_from_ratio(self.merging_ratio, n)
-        else:
-            per_frame = max((k for k in range(n + 1) if dycoke_kept_count(frames, n, k) <= keep), default=0)
-        return dycoke_ttm_keep(tokens.reshape(frames * n, c), n, per_frame)
+        return dycoke_ttm_keep(tokens.reshape(frames * n, c), n, self._per_frame(frames, n, keep))

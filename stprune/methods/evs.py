@@ -37,11 +37,13 @@ class EVS(VideoTokenMethod):
     def has_own_budget(self) -> bool:
         return self.pruning_rate is not None
 
+    def kept_count(self, slots: int, per_slot: int, keep: int | None) -> int:
+        if keep is None:
+            return evs_retained_count(per_slot, slots, self.pruning_rate)
+        return min(slots * per_slot, max(per_slot, keep))
+
     def keep_video(self, tokens: torch.Tensor, keep: int | None) -> torch.Tensor:
         frames, n, c = tokens.shape
-        if keep is None:
-            retain = evs_retained_count(n, frames, self.pruning_rate)
-        else:
-            retain = min(frames * n, max(n, keep))
+        retain = self.kept_count(frames, n, keep)
         mask = evs_retention_mask(tokens.reshape(frames * n, c), n, retain)
         return mask.nonzero().squeeze(1)

@@ -63,7 +63,14 @@ from stprune.pruning.trace import HookedPruner, VideoLLMTrace, VideoTrace
 if TYPE_CHECKING:
     from stprune.adapters.video_llm import VideoLLMAdapter, VideoSpan
 
-__all__ = ["VideoBudget", "VideoLLMPruner", "build_video_llm_pruner", "index_passes"]
+__all__ = [
+    "PromptCost",
+    "VideoBudget",
+    "VideoLLMPruner",
+    "build_video_llm_pruner",
+    "index_passes",
+    "prompt_cost",
+]
 
 #: what plays the role of STA's keys: the first LLM layer's key projection, or the embeddings
 KEY_SOURCES = ("llm", "embeddings")
@@ -243,6 +250,21 @@ class VideoLLMPruner(HookedPruner):
             total += sum(self.scoring_macs(v.grid) for v in videos)
             out.append(total + self.adapter.prefill_macs(int(trace.row_kept[b]), 1))
         return torch.tensor(out, dtype=torch.int64)
+
+    def planned_kept(self, grid: tuple[int, int, int]) -> int | None:
+        """Tokens a video of ``grid`` keeps, known without its data (``None``: decided from the data,
+        RLT's threshold mode)."""
+        t, h, w = grid
+        n = h * w
+        method = self.method
+        keep = None if self.budget.adaptive else self.budget.per_slot(n) * t
+        if isinstance(method, VideoTokenMethod):
+            return method.kept_count(t, n, keep)
+        if keep is None:
+            return None
+        if isinstance(method, InputSelectionMethod):
+            return min(t * n, max(keep, n))
+        return keep
 
     def scoring_macs(self, grid: tuple[int, int, int]) -> int:
         """Matrix-product MACs the selection of one video of ``grid`` spends (keys and STA's products)."""
@@ -531,21 +553,81 @@ def _row_lengths(mask: torch.Tensor | None, b: int, s: int) -> torch.Tensor:
     return mask.sum(1).to(torch.int64).cpu()
 
 
+@dataclass(frozen=True)
+class PromptCost:
+    """What one row of a prompt costs, pruned and unpruned (MACs; 1 MAC = 1 FLOP in the tables).
+
+    Attributes:
+        grids: (T', H', W') of each video.
+        video_tokens: video tokens before pruning; ``video_kept``: after (``None``: decided per
+            video from the data, RLT's threshold mode: the pruned figures are then upper bounds).
+        length / length_out: sequence length the LLM receives, unpruned / pruned.
+        vision: vision tower (and merger / projector); ``selection``: the method's own products
+            (STA's key projection and similarities); ``prefill`` / ``prefill_out``: the LLM layers and
+            the head on the last position, unpruned / pruned.
+    """
+
+    grids: list[tuple[int, int, int]]
+    video_tokens: int
+    video_kept: int | None
+    length: int
+    length_out: int
+    vision: int
+    selection: int
+    prefill: int
+    prefill_out: int
+
+    @property
+    def macs_unpruned(self) -> int:
+        return self.vision + self.prefill
+
+    @property
+    def macs(self) -> int:
+        return self.vision + self.selection + self.prefill_out
+
+    @property
+    def ratio(self) -> float:
+        """Pruned / unpruned MACs of the whole call (vision tower included)."""
+        return self.macs / self.macs_unpruned
+
+    @property
+    def prefill_ratio(self) -> float:
+        """Pruned / unpruned MACs of the LLM prefill alone (the selection counted on the pruned side)."""
+        return (self.selection + self.prefill_out) / self.prefill
+
+
+def prompt_cost(
+    pruner: VideoLLMPruner,
+    num_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    text_tokens: int = 16,
+) -> PromptCost:
+    """The cost of one row of the adapter's example prompt with these arguments (see
+    :meth:`~stprune.adapters.video_llm.VideoLLMAdapter.prompt_layout`), from the plan: no forward runs."""
+    adapter = pruner.adapter
+    grids, length = adapter.prompt_layout(num_frames, size, text_tokens)
+    tokens = sum(t * h * w for t, h, w in grids)
+    planned = [pruner.planned_kept(g) for g in grids]
+    kept = None if any(k is None for k in planned) else sum(planned)
+    dropped = 0 if kept is None else tokens - kept
+    return PromptCost(
+        grids=grids,
+        video_tokens=tokens,
+        video_kept=kept,
+        length=length,
+        length_out=length - dropped,
+        vision=adapter.vision_macs(grids),
+        selection=sum(pruner.scoring_macs(g) for g in grids),
+        prefill=adapter.prefill_macs(length, 1),
+        prefill_out=adapter.prefill_macs(length - dropped, 1),
+    )
+
+
 def _example_costs(pruner: VideoLLMPruner) -> tuple[int, int, int, int]:
     """(unpruned length, pruned length, MACs pruned, MACs unpruned) of one row of the adapter's
     example prompt (its default frame count and size), the head on the last position."""
-    adapter = pruner.adapter
-    prompt = adapter.example_prompt(1, device="cpu")
-    grids = adapter.prompt_grids(prompt)
-    s = int(prompt["input_ids"].shape[1])
-    vision = adapter.vision_macs(grids)
-    if pruner.budget.adaptive:
-        dropped = 0
-    else:
-        dropped = sum(t * h * w - t * pruner.budget.per_slot(h * w) for t, h, w in grids)
-    scoring = sum(pruner.scoring_macs(g) for g in grids) if not pruner.budget.adaptive else 0
-    pruned = vision + scoring + adapter.prefill_macs(s - dropped, 1)
-    return s, s - dropped, pruned, vision + adapter.prefill_macs(s, 1)
+    cost = prompt_cost(pruner)
+    return cost.length, cost.length_out, cost.macs, cost.macs_unpruned
 
 
 def build_video_llm_pruner(
