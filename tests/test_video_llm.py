@@ -356,6 +356,24 @@ def test_r_that_empties_a_slot_is_refused_at_the_forward(host):
         stprune.unpatch(model)
 
 
+def test_a_video_without_a_temporal_slot_is_refused(host):
+    adapter_cls, model = host
+    inputs = build_prompt(model, [two_rows(adapter_cls)[0]])
+    if "video_grid_thw" in inputs:
+        inputs["video_grid_thw"] = inputs["video_grid_thw"].clone()
+        inputs["video_grid_thw"][0, 0] = 0
+        needle = "needs at least one temporal slot"
+    else:
+        inputs["pixel_values_videos"] = inputs["pixel_values_videos"][:, :0]
+        needle = "frames >= 1"
+    stprune.patch(model, "sta", keep_ratio=0.5)
+    try:
+        with pytest.raises(InputError, match=needle):
+            model(**inputs)
+    finally:
+        stprune.unpatch(model)
+
+
 def test_labels_and_a_second_video_on_a_filled_cache_are_refused(host):
     adapter_cls, model = host
     inputs = build_prompt(model, [two_rows(adapter_cls)[0]])

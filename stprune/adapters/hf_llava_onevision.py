@@ -112,6 +112,13 @@ class HFLlavaOnevisionAdapter(VideoLLMAdapter):
             )
         return int(features.shape[0]), tokens // per_frame
 
+    def check_call(self, call: Mapping[str, Any]) -> None:
+        pixels = call.get("pixel_values_videos")
+        if pixels is not None and (pixels.dim() != 5 or pixels.shape[1] < 1):
+            raise InputError(
+                f"pixel_values_videos must be (videos, frames >= 1, C, H, W); got {tuple(pixels.shape)}"
+            )
+
     def video_spans(self, call: Mapping[str, Any], vision: VisionCalls | None = None) -> list[VideoSpan]:
         shape = self._video_features(call)
         if shape is None:

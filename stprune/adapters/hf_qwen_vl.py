@@ -169,6 +169,18 @@ class QwenVLAdapter(VideoLLMAdapter):
             "with them, or let the patched model encode the video (pixel_values_videos)"
         )
 
+    def check_call(self, call: Mapping[str, Any]) -> None:
+        grid_thw = call.get("video_grid_thw")
+        if grid_thw is None or call.get("pixel_values_videos") is None:
+            return
+        m = self.merge
+        for index, (t, h, w) in enumerate(grid_thw.tolist()):
+            if t < 1 or h < m or w < m:
+                raise InputError(
+                    f"video {index} has video_grid_thw {[t, h, w]}: a video needs at least one temporal "
+                    f"slot of {self.vision_config.temporal_patch_size} frames and {m}x{m} patches"
+                )
+
     def merged_grids(self, grid_thw: torch.Tensor) -> list[tuple[int, int, int]]:
         """(T', H', W') of every video, from ``video_grid_thw`` (T', patch rows, patch columns)."""
         m = self.merge

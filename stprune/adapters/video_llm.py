@@ -207,6 +207,10 @@ class VideoLLMAdapter(Adapter):
         or a decoding step). ``vision``: the vision tower's recent calls (for features encoded
         before the call). Raises ``InputError`` if the placeholders do not match the videos."""
 
+    def check_call(self, call: Mapping[str, Any]) -> None:
+        """Raise ``InputError`` for video inputs the model cannot take, before its vision tower runs
+        (default: none)."""
+
     def vision_hooks(self, vision: VisionCalls) -> list[torch.utils.hooks.RemovableHandle]:
         """Hooks on the vision tower that log its calls into ``vision`` (default: none)."""
         return []

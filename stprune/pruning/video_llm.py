@@ -317,6 +317,7 @@ class VideoLLMPruner(HookedPruner):
         from stprune.adapters.video_llm import bind_call
 
         self._call = bind_call(module, args, kwargs)
+        self.adapter.check_call(self._call)
 
     def _prune_sequence(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
         from stprune.adapters.video_llm import bind_call
