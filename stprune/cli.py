@@ -137,14 +137,16 @@ def _add_geometry(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help="frames per clip of a zoo .pth / Video Swin checkpoint (default: what the file records, else "
-        "16 for a zoo .pth, 32 for Video Swin), or another frame count for V-JEPA 2",
+        "16 for a zoo .pth, 32 for Video Swin), or another frame count for V-JEPA 2; for a video LLM: "
+        "the frames of the prompt's video",
     )
     p.add_argument(
         "--image-size",
         metavar="S",
         type=positive_int,
         default=None,
-        help="input size of a zoo .pth / Video Swin checkpoint (default: what the file records, else 224)",
+        help="input size of a zoo .pth / Video Swin checkpoint (default: what the file records, else 224); "
+        "for a video LLM: the side of the prompt's square frames",
     )
 
 
