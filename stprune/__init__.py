@@ -12,11 +12,12 @@ from stprune.api import (
     last_trace,
     patch,
     patch_info,
+    prompt_cost,
     restore_tokens,
     unpatch,
 )
 from stprune.core.schedule import Stage
-from stprune.pruning.trace import GridTrace, SequenceTrace, StageTrace, Trace
+from stprune.pruning.trace import GridTrace, SequenceTrace, StageTrace, Trace, VideoLLMTrace, VideoTrace
 
 __version__ = "0.1.0"
 
@@ -28,11 +29,14 @@ __all__ = [
     "last_trace",
     "last_macs",
     "restore_tokens",
+    "prompt_cost",
     "PatchInfo",
     "Stage",
     "Trace",
     "StageTrace",
     "SequenceTrace",
     "GridTrace",
+    "VideoLLMTrace",
+    "VideoTrace",
     "__version__",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "last_trace",
     "last_macs",
     "restore_tokens",
+    "prompt_cost",
     "check_setting",
     "PatchInfo",
 ]
@@ -255,6 +256,35 @@ def patch_info(model: nn.Module) -> PatchInfo:
     """Method, stages, planned tokens per block and estimated FLOPs of a patched model."""
     p = _pruner(model)
     return PatchInfo(p.method.name, list(p.stages), p.plan, p.macs, p.macs_unpruned)
+
+
+def prompt_cost(
+    model: nn.Module,
+    num_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    text_tokens: int = 64,
+) -> Any:
+    """What one prompt costs a patched video LLM, pruned and unpruned, from the plan (no forward).
+
+    The prompt is one video of ``num_frames`` frames of ``size`` (H, W) pixels between
+    ``text_tokens`` text tokens (``None``: the family's example defaults). Returns a
+    :class:`~stprune.pruning.video_llm.PromptCost`: the video's grid and tokens kept, the sequence
+    length, MACs of the vision tower, of the selection and of the LLM prefill (the head on the
+    last position), ``ratio`` (whole call) and ``prefill_ratio``; equal to ``FlopCounterMode``.
+
+    Raises:
+        ValueError: the model is not patched; UnsupportedModelError: it is not a video LLM;
+        SettingError: a frame count or size the family cannot take.
+    """
+    from stprune.pruning.video_llm import VideoLLMPruner
+    from stprune.pruning.video_llm import prompt_cost as _cost
+
+    p = _pruner(model)
+    if not isinstance(p, VideoLLMPruner):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is not a video LLM; use stprune.patch_info(model) for its FLOPs"
+        )
+    return _cost(p, num_frames, size, text_tokens)
 
 
 def last_trace(model: nn.Module) -> Trace:

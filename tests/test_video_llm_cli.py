@@ -74,6 +74,21 @@ def test_prompt_costs_equal_flop_counter_on_a_small_preset():
             stprune.unpatch(model)
 
 
+def test_prompt_cost_of_a_patched_model():
+    with torch.device("meta"):
+        model = build_preset("qwen2.5-vl-7b")
+    with pytest.raises(ValueError, match="not patched"):
+        stprune.prompt_cost(model)
+    stprune.patch(model, "sta", keep_ratio=0.25)
+    cost = stprune.prompt_cost(model, num_frames=64, size=(448, 448), text_tokens=64)
+    assert (cost.video_tokens, cost.video_kept, cost.length, cost.length_out) == (8192, 2048, 8258, 2114)
+    assert cost.prefill_ratio < 0.25 < cost.ratio < 1
+    encoder = build_preset("videomae-s")
+    stprune.patch(encoder, "sta", r=8)
+    with pytest.raises(NotImplementedError, match="not a video LLM"):
+        stprune.prompt_cost(encoder)
+
+
 def test_flops_on_a_checkpoint_sized_preset(capsys, tmp_path):
     out_json = tmp_path / "r.json"
     argv = ["flops", "--model", "qwen2.5-vl-7b", "--keep-ratio", "0.5", "0.25", "--num-frames", "64"]
