@@ -22,6 +22,7 @@ __all__ = [
     "Adapter",
     "EncoderLayout",
     "InputGrid",
+    "MidBlock",
     "SequenceAdapter",
     "class_names",
     "register_adapter",
@@ -31,6 +32,31 @@ __all__ = [
 def class_names(model: nn.Module) -> list[str]:
     """Names of the model's class and its bases (matching by name needs no imports)."""
     return [c.__name__ for c in type(model).__mro__]
+
+
+@dataclass(frozen=True)
+class MidBlock:
+    """Where hooks reach one block's residual stream between its attention and its MLP.
+
+    In a pre-norm block ``h = x + attn(norm1(x)); out = h + mlp(norm2(h))``, ``h`` (B, L, C) is
+    the first input of ``norm`` (norm2) and is passed again to ``rejoin``, the module that adds the
+    MLP's output to it (as positional argument ``rejoin_arg``, or keyword ``rejoin_kwarg``).
+    Replacing ``h`` in both calls (forward pre-hooks) runs the MLP and its residual on other
+    tokens, e.g. fewer.
+
+    Attributes:
+        norm: the module that normalises ``h`` for the MLP.
+        rejoin: the module that receives ``h`` to add the MLP's output to it.
+        rejoin_arg: position of ``h`` in ``rejoin``'s positional arguments.
+        rejoin_kwarg: its name when passed by keyword.
+        mlp_macs_per_token: matrix-product MACs of the block's MLP per token.
+    """
+
+    norm: nn.Module
+    rejoin: nn.Module
+    rejoin_arg: int
+    rejoin_kwarg: str
+    mlp_macs_per_token: int
 
 
 @dataclass
@@ -50,6 +76,13 @@ class EncoderLayout:
             (VideoMAE without mean pooling: its head reads token 0, a patch token) rather than
             extra tokens before it (ViViT's CLS). The other tokens then do not fill whole temporal
             slots, so every pruning stage must use one group.
+        query_modules: per block, the module whose output is that block's queries,
+            (B, L, heads * head_dim), such that the attention logits are ``q k^T / sqrt(key_dim)``
+            of these projections (``None``: the adapter does not say, or they are not, e.g. when
+            queries and keys are rotated inside the attention).
+        width: C, the width of the tokens between blocks (``None``: not given).
+        mid_blocks: per block, where hooks reach it between attention and MLP (:class:`MidBlock`;
+            ``None`` where the block adds its residuals inside its own forward).
     """
 
     layers: Sequence[nn.Module]
@@ -60,6 +93,9 @@ class EncoderLayout:
     tokens_per_slot: int
     key_dim: int
     protected_in_grid: bool = False
+    query_modules: Sequence[nn.Module] | None = None
+    width: int | None = None
+    mid_blocks: Sequence[MidBlock] | None = None
 
     @property
     def depth(self) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from stprune.adapters.base import EncoderLayout, InputGrid, register_adapter
+from stprune.adapters.base import EncoderLayout, InputGrid, MidBlock, register_adapter
 from stprune.adapters.hf_attention import install_attention_bias
 from stprune.adapters.hf_base import HFVideoAdapter, image_hw
 from stprune.core.flops import vit_block_macs
@@ -46,7 +46,7 @@ class HFVideoMAEAdapter(HFVideoAdapter):
     def layout(self) -> EncoderLayout:
         cfg = self.model.config
         layers = list(self.backbone.encoder.layer)
-        keys = []
+        keys, queries = [], []
         for i, layer in enumerate(layers):
             key = getattr(getattr(layer.attention, "attention", None), "key", None)
             if not isinstance(key, nn.Module):
@@ -55,6 +55,10 @@ class HFVideoMAEAdapter(HFVideoAdapter):
                     "version's VideoMAE layout is not supported (transformers>=5 is)"
                 )
             keys.append(key)
+            queries.append(layer.attention.attention.query)
+        # VideoMAELayer: h = x + attention; layer_output = output(intermediate(layernorm_after(h)), h)
+        mlp = 2 * int(cfg.hidden_size) * int(cfg.intermediate_size)
+        mids = [MidBlock(layer.layernorm_after, layer.output, 1, "input_tensor", mlp) for layer in layers]
         ph, pw = image_hw(cfg.patch_size)
         h, w = image_hw(cfg.image_size)
         first = self.head_reads_first_token
@@ -67,6 +71,9 @@ class HFVideoMAEAdapter(HFVideoAdapter):
             tokens_per_slot=(h // ph) * (w // pw),
             key_dim=int(cfg.hidden_size) // int(cfg.num_attention_heads),
             protected_in_grid=first,
+            query_modules=queries,
+            width=int(cfg.hidden_size),
+            mid_blocks=mids,
         )
 
     @property

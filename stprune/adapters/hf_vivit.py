@@ -61,6 +61,7 @@ class HFVivitAdapter(HFVideoAdapter):
                     "ViViT layout is not supported (transformers>=5 is)"
                 )
             keys.append(key)
+        # no mid_blocks: VivitLayer adds both residuals inside its own forward, out of a hook's reach
         t, ph, pw = (int(v) for v in cfg.tubelet_size)
         h, w = image_hw(cfg.image_size)
         return EncoderLayout(
@@ -71,6 +72,8 @@ class HFVivitAdapter(HFVideoAdapter):
             num_slots=int(cfg.num_frames) // t,
             tokens_per_slot=(h // ph) * (w // pw),
             key_dim=int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads),
+            query_modules=[layer.attention.q_proj for layer in layers],
+            width=int(cfg.hidden_size),
         )
 
     def input_grid(self) -> InputGrid:

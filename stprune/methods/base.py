@@ -17,13 +17,56 @@ from stprune.core.schedule import Stage
 from stprune.core.tokens import gather_tokens
 
 __all__ = [
+    "BlockAttention",
     "ForwardContext",
+    "StageShape",
     "Method",
     "IndexPruningMethod",
     "InputSelection",
     "InputSelectionMethod",
     "VideoTokenMethod",
 ]
+
+
+@dataclass(frozen=True)
+class BlockAttention:
+    """What a block's self-attention computed its logits from (for methods with ``uses_attention``).
+
+    Attributes:
+        queries: (B, H, P + L, d) the block's queries per head, the P protected tokens first.
+        keys: (B, H, P + L, d) its keys per head, in the same order.
+        scale: the logit scale, ``d ** -0.5``: the attention probabilities are
+            ``softmax(q * scale @ k^T)`` (without any bias the pruner adds, e.g. proportional attention).
+        protected: P.
+    """
+
+    queries: torch.Tensor
+    keys: torch.Tensor
+    scale: float
+    protected: int
+
+
+@dataclass(frozen=True)
+class StageShape:
+    """The geometry one stage works on, per sample (what :meth:`Method.stage_macs` needs).
+
+    Attributes:
+        n: tokens per group entering the stage (protected excluded).
+        groups: G.
+        r: tokens removed per group.
+        key_dim: d, the head dim.
+        heads: H, attention heads.
+        width: C, the token width.
+        protected: P, protected tokens next to the G * n (the attention reads them too).
+    """
+
+    n: int
+    groups: int
+    r: int
+    key_dim: int
+    heads: int
+    width: int
+    protected: int
 
 
 @dataclass
@@ -39,11 +82,15 @@ class ForwardContext:
             token, the index into that stage's input tokens of the token it sits at (models that
             rotate tokens by their grid position, V-JEPA 2's RoPE, rotate a merged token there;
             such models refuse a merging method that leaves it ``None``).
+        attention: set by the pruner just before :meth:`Method.reduce` of a method with
+            ``uses_attention`` (and cleared after it): the queries and keys of the block that
+            stage reduces in (:class:`BlockAttention`).
     """
 
     sample_key: torch.Tensor | None = None
     size: torch.Tensor | None = None
     anchor: torch.Tensor | None = None
+    attention: BlockAttention | None = None
 
     def copy(self) -> ForwardContext:
         """A shallow copy (tensors shared): the state before a stage, for a checkpointed replay."""
@@ -56,8 +103,8 @@ class Method(ABC):
     name: ClassVar[str]
     #: keeps ``ctx.size`` (B, L, 1): how many input tokens each token stands for (merging)
     tracks_size: ClassVar[bool] = False
-    #: the schedule used when ``patch(..., schedule=None)``
-    default_schedule: ClassVar[str] = "paper"
+    #: the schedule used when ``patch(..., schedule=None)``: a name, or stages ``(after_block, groups, None)``
+    default_schedule: ClassVar[str | tuple[tuple[int, int, None], ...]] = "paper"
     #: wants ``ctx.sample_key`` (B,) int64: a key per clip computed from the clip's own values
     #: (``stprune.core.hashrand.content_keys``), so per-clip draws do not depend on the batch
     uses_sample_key: ClassVar[bool] = False
@@ -73,6 +120,13 @@ class Method(ABC):
     uses_keys: ClassVar[bool] = True
     #: selects among one video's tokens of a video LLM only (see :class:`VideoTokenMethod`)
     video_only: ClassVar[bool] = False
+    #: reads the attention of the block it reduces in (``ctx.attention``: that block's queries and
+    #: keys per head), e.g. vid-TLDR's saliency; models whose adapter cannot give them refuse it
+    uses_attention: ClassVar[bool] = False
+    #: reduces inside the stage's block, between its attention (with its residual) and its MLP,
+    #: which then runs on the reduced tokens (vid-TLDR, as published); ``x`` is then the
+    #: post-attention residual stream. Models whose blocks hooks cannot split there refuse it
+    reduces_after_attention: ClassVar[bool] = False
 
     def max_r(self, n: int) -> int:
         """Largest r allowed for a group of ``n`` tokens (default: ceil(n / 2))."""
@@ -81,6 +135,11 @@ class Method(ABC):
     def scoring_macs(self, n: int, groups: int, r: int, key_dim: int) -> int:
         """Matrix-product MACs the method itself spends at one stage, per sample."""
         return 0
+
+    def stage_macs(self, shape: StageShape) -> int:
+        """:meth:`scoring_macs` given the stage's whole geometry (a method whose cost depends on
+        more than the key dim, e.g. on the heads or the token width, overrides this one)."""
+        return self.scoring_macs(shape.n, shape.groups, shape.r, shape.key_dim)
 
     def start_forward(self, ctx: ForwardContext) -> None:  # noqa: B027 - optional hook
         """Called once per model forward before the first stage; ``ctx`` is per-forward scratch.

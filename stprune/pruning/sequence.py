@@ -8,7 +8,14 @@ attention) run unchanged and ``unpatch`` restores the exact original behaviour:
 * a pre-hook on block 0 checks the token count and starts a fresh :class:`Trace`;
 * a hook on the key projection of every pruning block keeps the keys it computed, averaged
   over heads (no recomputation, no attention matrix);
-* a hook on every pruning block replaces its output by the method's reduced tokens;
+* a hook on every pruning block replaces its output by the method's reduced tokens; a method
+  that reduces between a block's attention and its MLP (``reduces_after_attention``, vid-TLDR)
+  instead replaces the post-attention residual where the adapter says hooks reach it
+  (``EncoderLayout.mid_blocks``: the MLP's norm and the module that adds the MLP's output back),
+  so that block's MLP runs on the reduced tokens;
+* for a method that reads the attention (``uses_attention``), hooks on the query and key
+  projections of its blocks keep them per head, handed to the method as ``ctx.attention``
+  (it computes the map it needs itself: the model's attention stays fused);
 * for models that rotate tokens by their grid position (``adapter.needs_positions``, V-JEPA 2's
   RoPE), a pre-hook on every block after the first pruning point hands it the grid positions of
   its tokens (``adapter.with_positions``); a merging method says where each merged token sits
@@ -48,7 +55,7 @@ from stprune.core.schedule import (
     plural,
 )
 from stprune.errors import InputError, SettingError, UnsupportedModelError
-from stprune.methods.base import ForwardContext, Method
+from stprune.methods.base import BlockAttention, ForwardContext, Method, StageShape
 from stprune.pruning.resolve import resolve_stages
 from stprune.pruning.trace import HookedPruner, SequenceTrace, StageTrace
 
@@ -68,7 +75,14 @@ def profile_scope() -> contextlib.AbstractContextManager:
     return torch.profiler.record_function(PROFILE_LABEL)
 
 
-__all__ = ["SequencePlanner", "SequencePruner", "build_sequence_pruner", "estimate_macs", "profile_scope"]
+__all__ = [
+    "SequencePlanner",
+    "SequencePruner",
+    "build_sequence_pruner",
+    "check_method_fits",
+    "estimate_macs",
+    "profile_scope",
+]
 
 
 def _in_backward() -> bool:
@@ -90,15 +104,36 @@ def _plan(lay: Any, stages: Sequence[Stage], max_r: Callable[[int], int]) -> Tok
 
 
 def estimate_macs(adapter: SequenceAdapter, method: Method, stages: Sequence[Stage]) -> tuple[int, TokenPlan]:
-    """Analytic MACs of one sample's forward under ``stages`` (the method's own scoring included)."""
+    """Analytic MACs of one sample's forward under ``stages`` (the method's own scoring included;
+    a stage that reduces between attention and MLP saves that block's MLP on the removed tokens)."""
     lay = adapter.layout()
     plan = _plan(lay, stages, method.max_r)
     total = adapter.planned_macs(plan.tokens_per_block, plan.final_tokens)
-    total += sum(
-        method.scoring_macs(n, s.groups, s.r, lay.key_dim)
-        for s, n in zip(stages, plan.stage_group_sizes, strict=True)
-    )
+    for s, n in zip(stages, plan.stage_group_sizes, strict=True):
+        shape = StageShape(n, s.groups, s.r, lay.key_dim, lay.num_heads, lay.width or 0, lay.protected)
+        total += method.stage_macs(shape)
+        if method.reduces_after_attention and s.r and lay.mid_blocks is not None:
+            total -= s.groups * s.r * lay.mid_blocks[s.after_block].mlp_macs_per_token
     return total, plan
+
+
+def check_method_fits(adapter: SequenceAdapter, method: Method) -> None:
+    """Raise ``UnsupportedModelError`` (one line, why) if the model cannot give ``method`` what it reads."""
+    lay = adapter.layout()
+    name = type(adapter.model).__name__
+    if method.uses_attention and (lay.query_modules is None or lay.width is None):
+        why = (
+            "rotates queries and keys by grid position inside its attention (RoPE), so its query and key "
+            "projections do not give its attention map"
+            if adapter.needs_positions
+            else "has no query projections the adapter names"
+        )
+        raise UnsupportedModelError(f"method {method.name!r} reads a block's attention map, but {name} {why}")
+    if method.reduces_after_attention and lay.mid_blocks is None:
+        raise UnsupportedModelError(
+            f"method {method.name!r} merges between a block's attention and its MLP, but {name}'s blocks add "
+            "both residuals inside their own forward, where no hook can replace the tokens"
+        )
 
 
 class SequencePruner(HookedPruner):
@@ -124,6 +159,10 @@ class SequencePruner(HookedPruner):
         self.macs_unpruned = adapter.planned_macs([full] * self.layout.depth, full)
         self.trace: SequenceTrace | None = None
         self._keys: dict[int, torch.Tensor] = {}
+        # per block: the raw query / key projections (for methods that read the attention), and the
+        # reduced post-attention tokens waiting for the module that adds the MLP's output to them
+        self._projections: dict[tuple[str, int], torch.Tensor] = {}
+        self._rejoin_tokens: dict[int, torch.Tensor] = {}
         self._ctx = ForwardContext()
         self._sample_key: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
@@ -169,12 +208,23 @@ class SequencePruner(HookedPruner):
         for i, s in enumerate(self.stages):
             if s.r == 0:
                 continue  # a no-op stage: nothing to capture, tokens stay in place
-            self._handles.append(
-                lay.key_modules[s.after_block].register_forward_hook(
-                    partial(self._capture_keys, s.after_block)
+            b = s.after_block
+            self._handles.append(lay.key_modules[b].register_forward_hook(partial(self._capture_keys, b)))
+            if self.method.uses_attention:
+                for kind, mods in (("q", lay.query_modules), ("k", lay.key_modules)):
+                    self._handles.append(
+                        mods[b].register_forward_hook(partial(self._capture_projection, kind, b))
+                    )
+            if self.method.reduces_after_attention:
+                mid = lay.mid_blocks[b]
+                self._handles.append(
+                    mid.norm.register_forward_pre_hook(partial(self._prune_mid, i), with_kwargs=True)
                 )
-            )
-            self._handles.append(lay.layers[s.after_block].register_forward_hook(partial(self._prune, i)))
+                self._handles.append(
+                    mid.rejoin.register_forward_pre_hook(partial(self._rejoin, b, mid), with_kwargs=True)
+                )
+            else:
+                self._handles.append(lay.layers[b].register_forward_hook(partial(self._prune, i)))
         if self.method.tracks_size and self.adapter.mean_pooled:
             self._handles.append(lay.layers[-1].register_forward_hook(self._size_weighted_output))
         first = next((s.after_block for s in self.stages if s.r), None)
@@ -201,6 +251,8 @@ class SequencePruner(HookedPruner):
 
     def _forget(self) -> None:
         self._keys.clear()
+        self._projections.clear()
+        self._rejoin_tokens.clear()
         self._ctx_before.clear()
         self._stage_bias.clear()
         self._sample_key = None
@@ -235,6 +287,8 @@ class SequencePruner(HookedPruner):
             lay.depth, lay.protected, expected - lay.protected, batch_size=b, device=hidden.device
         )
         self._keys.clear()
+        self._projections.clear()
+        self._rejoin_tokens.clear()
         self._ctx = ForwardContext()
         if self._sample_key is not None:
             self._ctx.sample_key = self._sample_key
@@ -254,9 +308,64 @@ class SequencePruner(HookedPruner):
             output.detach().view(b, length, self.layout.num_heads, width // self.layout.num_heads).mean(2)
         )
 
+    def _capture_projection(
+        self, kind: str, block: int, module: nn.Module, args: tuple, output: torch.Tensor
+    ) -> None:
+        # (B, L, H * d) as computed; only read by the selection: detached
+        self._projections[kind, block] = output.detach()
+
+    def _block_attention(self, block: int) -> BlockAttention:
+        lay = self.layout
+        q, k = self._projections.pop(("q", block), None), self._projections.pop(("k", block), None)
+        if q is None or k is None:
+            raise RuntimeError(
+                f"block {block} produced no queries or keys through its projections: this model version "
+                "computes them in a way the adapter does not support"
+            )
+        b, length, width = q.shape
+        heads = lay.num_heads
+
+        def per_head(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, length, heads, t.shape[-1] // heads).transpose(1, 2)
+
+        return BlockAttention(per_head(q), per_head(k), lay.key_dim**-0.5, lay.protected)
+
+    def _prune_mid(self, index: int, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """Pre-hook of a block's MLP norm: reduce the post-attention residual (the norm's input);
+        the module that adds the MLP's output back gets the same reduced tokens (:meth:`_rejoin`)."""
+        block = self.stages[index].after_block
+        if args:
+            out = self._reduce(index, args[0])
+            args = (out, *args[1:])
+        else:
+            out = self._reduce(index, kwargs["input"])
+            kwargs = {**kwargs, "input": out}
+        self._rejoin_tokens[block] = out
+        return args, kwargs
+
+    def _rejoin(self, block: int, mid: Any, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """Pre-hook of the module adding the MLP's output to the residual: the reduced residual."""
+        out = self._rejoin_tokens.pop(block, None)
+        if out is None:
+            raise RuntimeError(
+                f"block {block}: the residual reached its MLP without passing the norm before it"
+            )
+        if len(args) > mid.rejoin_arg:
+            args = (*args[: mid.rejoin_arg], out, *args[mid.rejoin_arg + 1 :])
+        else:
+            kwargs = {**kwargs, mid.rejoin_kwarg: out}
+        return args, kwargs
+
     def _prune(self, index: int, module: nn.Module, args: tuple, output: Any) -> Any:
-        stage = self.stages[index]
         hidden = output[0] if isinstance(output, tuple) else output
+        out = self._reduce(index, hidden)
+        if isinstance(output, tuple):
+            return (out, *output[1:])
+        return out
+
+    def _reduce(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, P + L, C) tokens at stage ``index`` -> (B, P + L', C): the method's reduction, bookkept."""
+        stage = self.stages[index]
         keys = self._keys.pop(stage.after_block, None)
         if keys is None:
             raise RuntimeError(
@@ -282,8 +391,13 @@ class SequencePruner(HookedPruner):
         else:
             self._ctx_before[index] = self._ctx.copy()
             ctx = self._ctx
-        with profile_scope():
-            reduced, kept = self.method.reduce(x, k, stage, ctx)
+        if self.method.uses_attention:
+            ctx.attention = self._block_attention(stage.after_block)
+        try:
+            with profile_scope():
+                reduced, kept = self.method.reduce(x, k, stage, ctx)
+        finally:
+            ctx.attention = None
         out = torch.cat([hidden[:, :p], reduced], dim=1) if p else reduced
         if not replay:
             sizes = ctx.size.squeeze(-1) if self.method.tracks_size else None
@@ -293,8 +407,6 @@ class SequencePruner(HookedPruner):
                 if p:
                     log_size = torch.cat([log_size.new_zeros(log_size.shape[0], p), log_size], dim=1)
                 self._stage_bias[index] = log_size[:, None, None, :]
-        if isinstance(output, tuple):
-            return (out, *output[1:])
         return out
 
     def _size_weighted_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
@@ -416,5 +528,6 @@ def build_sequence_pruner(
     V-JEPA 2's ``num_frames``); a family without options rejects any.
     """
     adapter = adapter.with_options(**options)
+    check_method_fits(adapter, method)
     stages = resolve_stages(SequencePlanner(adapter, method), schedule, r, flops_target)
     return SequencePruner(adapter, method, stages)
