@@ -144,6 +144,27 @@ def test_llava_positions_original_and_repacked():
         torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-10)
 
 
+def test_generate_without_cache_and_with_beams(host):
+    """generate without the KV cache (every step a full pruned forward) gives the cached tokens;
+    beam search and several sequences per prompt repeat each row, and each copy is pruned alike."""
+    adapter_cls, model = host
+    inputs = build_prompt(model, two_rows(adapter_cls))
+    method = "rlt" if adapter_cls in QWEN else "sta"  # rlt needs the pixels generate encoded first
+    stprune.patch(model, method, keep_ratio=0.5)
+    try:
+        cached = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)
+        trace = stprune.last_trace(model)
+        uncached = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False, use_cache=False)
+        assert torch.equal(cached, uncached)
+        model.generate(**inputs, max_new_tokens=2, do_sample=False, num_beams=2)
+        beams = stprune.last_trace(model)
+    finally:
+        stprune.unpatch(model)
+    assert [v.sample for v in beams.videos] == [0, 1, 2, 3]
+    for i, v in enumerate(beams.videos):
+        assert torch.equal(v.kept, trace.videos[i // 2].kept) and v.grid == trace.videos[i // 2].grid
+
+
 def test_text_only_and_image_only_prompts_run_bitwise_stock(host):
     adapter_cls, model = host
     text = build_prompt(model, [Row([("text", [5, 6, 7, 8])]), Row([("text", [9, 10])])])

@@ -15,6 +15,7 @@ prompt (generation passes a fourth, text-position row first).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,8 +122,10 @@ class QwenVLAdapter(VideoLLMAdapter):
         return self._inner.visual
 
     def vision_hooks(self, vision: VisionCalls) -> list[torch.utils.hooks.RemovableHandle]:
-        """Log every call of the vision tower (pixel rows, ``grid_thw``) and the storage of its
-        output: ``generate`` encodes the video before the prefill and passes the features only."""
+        """Log every call of the vision tower (pixel rows, ``grid_thw``) and the tensors it returned
+        (storage, address and row stride of the merged features): ``generate`` encodes the video
+        before the prefill and passes the features only, split per video (and repeated per row for
+        beam search / several sequences)."""
         tower = self.vision_tower
         pending: list[dict[str, Any]] = []
 
@@ -130,11 +133,15 @@ class QwenVLAdapter(VideoLLMAdapter):
             pending.append(vision.add(bind_call(module, args, kwargs)))
 
         def after(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-            if pending:
-                entry = pending.pop()
-                for value in output.values() if hasattr(output, "values") else ():
-                    if isinstance(value, torch.Tensor):
-                        entry["outputs"].add(storage_pointer(value))
+            if not pending:
+                return
+            entry = pending.pop()
+            for value in output.values() if hasattr(output, "values") else ():
+                if isinstance(value, torch.Tensor):
+                    entry["outputs"].add(storage_pointer(value))
+            merged = getattr(output, "pooler_output", None)
+            if isinstance(merged, torch.Tensor) and merged.dim() == 2:
+                entry["merged"] = (merged.data_ptr(), merged.stride(0) * merged.element_size())
 
         return [
             tower.register_forward_pre_hook(before, with_kwargs=True),
@@ -146,24 +153,45 @@ class QwenVLAdapter(VideoLLMAdapter):
         outputs = call.get("mm_encoder_outputs") or {}
         return call.get("pixel_values_videos") is not None or outputs.get("video") is not None
 
-    def _video_source(
+    def _video_sources(
         self, call: Mapping[str, Any], vision: VisionCalls | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(num_videos, 3) ``video_grid_thw`` of a call with video features, and the pixel rows
-        (``None`` if they cannot be found)."""
+    ) -> list[tuple[list[int], torch.Tensor | None]]:
+        """Per video of the call, in order: its ``video_grid_thw`` row and its pixel rows (``None``
+        if they cannot be found)."""
+
+        def split(grid_thw: torch.Tensor, rows: torch.Tensor | None) -> list[tuple[list[int], Any]]:
+            sizes = grid_thw.prod(-1).tolist()
+            offsets = [0, *itertools.accumulate(sizes)]
+            return [
+                (grid_thw[v].tolist(), None if rows is None else rows[offsets[v] : offsets[v + 1]])
+                for v in range(len(sizes))
+            ]
+
         grid_thw = call.get("video_grid_thw")
-        if grid_thw is not None:
-            return grid_thw, call.get("pixel_values_videos")
-        features = (call.get("mm_encoder_outputs") or {})["video"].pooler_output
-        chunks = [features] if isinstance(features, torch.Tensor) else list(features)
-        sizes = [int(c.shape[0]) for c in chunks]
+        features = (call.get("mm_encoder_outputs") or {}).get("video")
+        if features is None or grid_thw is not None and call.get("pixel_values_videos") is not None:
+            return split(grid_thw, call.get("pixel_values_videos"))
+        chunks = features.pooler_output
+        chunks = [chunks] if isinstance(chunks, torch.Tensor) else list(chunks)
+        if grid_thw is not None and len(grid_thw) == len(chunks):
+            return split(grid_thw, None)
         m2 = self.merge**2
-        candidates = list(reversed(vision.entries)) if vision is not None else []
         pointer = storage_pointer(chunks[0]) if chunks else None
-        for entry in sorted(candidates, key=lambda e: pointer not in e["outputs"]):
+        for entry in reversed(vision.entries if vision is not None else []):
             thw = entry["args"].get("grid_thw")
-            if thw is not None and (thw.prod(-1) // m2).tolist() == sizes:
-                return thw, entry["args"].get("hidden_states")
+            if thw is None or pointer not in entry["outputs"] or "merged" not in entry:
+                continue
+            videos = split(thw, entry["args"].get("hidden_states"))
+            starts = [0, *itertools.accumulate((thw.prod(-1) // m2).tolist())]
+            base, stride = entry["merged"]
+            out = []
+            for chunk in chunks:  # each chunk is a view of the tower's output: its row says which video
+                offset, rest = divmod(chunk.data_ptr() - base, stride)
+                if rest or offset not in starts[:-1]:
+                    break
+                out.append(videos[starts.index(offset)])
+            else:
+                return out
         raise InputError(
             "the call carries video features (mm_encoder_outputs) but not their grids: pass video_grid_thw "
             "with them, or let the patched model encode the video (pixel_values_videos)"
@@ -195,12 +223,12 @@ class QwenVLAdapter(VideoLLMAdapter):
                 "stprune finds a prompt's video tokens by their placeholder ids: pass input_ids (with "
                 "mm_token_type_ids, as the processor returns them), not inputs_embeds"
             )
-        grid_thw, rows = self._video_source(call, vision)
-        grids = self.merged_grids(grid_thw)
+        sources = self._video_sources(call, vision)
+        m = self.merge
+        grids = [(t, h // m, w // m) for (t, h, w), _ in sources]
         placeholder = input_ids == int(self.model.config.video_token_id)
         total = sum(t * h * w for t, h, w in grids)
         check_video_count(int(placeholder.sum()), total, f"the videos have {total} tokens")
-        offsets = [0, *torch.cumsum(grid_thw.prod(-1), 0).tolist()]
         spans: list[VideoSpan] = []
         queue = iter(enumerate(grids))
         empty = torch.zeros(0, dtype=torch.long, device=input_ids.device)
@@ -215,9 +243,7 @@ class QwenVLAdapter(VideoLLMAdapter):
                         f"video {index} ({n} tokens) does not fit in row {row}'s remaining "
                         f"{columns.numel() - start} video placeholders: the grids are not in prompt order"
                     )
-                source = None
-                if rows is not None:
-                    source = (grid_thw[index].tolist(), rows[offsets[index] : offsets[index + 1]])
+                source = sources[index] if sources[index][1] is not None else None
                 spans.append(VideoSpan(row, index, grid, columns[start : start + n], empty, source))
                 start += n
         return spans

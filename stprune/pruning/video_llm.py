@@ -363,7 +363,6 @@ class VideoLLMPruner(HookedPruner):
             self._prefills[cache] = prefill
         else:
             self._pending = prefill  # the language model makes the cache: see _keep_prefill_state
-        self._vision.clear()
         return (), new_call
 
     def _keep_prefill_state(self, module: nn.Module, args: tuple, output: Any) -> None:
