@@ -183,6 +183,24 @@ def test_text_only_and_image_only_prompts_run_bitwise_stock(host):
             stprune.unpatch(model)
 
 
+def test_the_bare_model_without_its_head_can_be_patched(host):
+    """``*Model`` (no LM head): its last hidden states equal those of the patched ``*ForConditionalGeneration``."""
+    adapter_cls, model = host
+    inputs = build_prompt(model, two_rows(adapter_cls))
+    stprune.patch(model, "sta", keep_ratio=0.5)
+    try:
+        full = model(**inputs, output_hidden_states=True).hidden_states[-1]
+    finally:
+        stprune.unpatch(model)
+    stprune.patch(model.model, "sta", keep_ratio=0.5)
+    try:
+        bare = model.model(**inputs).last_hidden_state
+        assert len(stprune.last_trace(model.model).videos) == 2
+    finally:
+        stprune.unpatch(model.model)
+    assert torch.equal(bare, full)
+
+
 def test_unpatch_gives_back_the_stock_model_bitwise(host):
     adapter_cls, model = host
     inputs = build_prompt(model, two_rows(adapter_cls))
