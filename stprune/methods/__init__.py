@@ -6,11 +6,13 @@ from typing import Any
 
 from stprune.errors import SettingError, SettingTypeError
 from stprune.methods.base import (
+    BlockAttention,
     ForwardContext,
     IndexPruningMethod,
     InputSelection,
     InputSelectionMethod,
     Method,
+    StageShape,
     VideoTokenMethod,
 )
 from stprune.methods.dycoke import DyCoke
@@ -19,6 +21,7 @@ from stprune.methods.random import RandomPruning
 from stprune.methods.rlt import RLT
 from stprune.methods.sta import STA
 from stprune.methods.tome import ToMe
+from stprune.methods.vid_tldr import VidTLDR
 
 __all__ = [
     "ForwardContext",
@@ -26,6 +29,9 @@ __all__ = [
     "IndexPruningMethod",
     "STA",
     "ToMe",
+    "VidTLDR",
+    "BlockAttention",
+    "StageShape",
     "RandomPruning",
     "RLT",
     "InputSelection",
@@ -39,7 +45,7 @@ __all__ = [
 ]
 
 #: name -> class of every available method
-METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning, RLT, DyCoke, EVS)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (STA, ToMe, RandomPruning, RLT, DyCoke, EVS, VidTLDR)}
 
 
 def encoder_methods() -> tuple[str, ...]:
