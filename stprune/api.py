@@ -80,7 +80,8 @@ def patch(
 
     Args:
         model: a supported video transformer (see ``stprune.models.supported_models()``).
-        method: ``"sta"``, ``"tome"``, ``"random"``, ``"rlt"`` (or a :class:`Method` instance).
+        method: ``"sta"``, ``"tome"``, ``"random"``, ``"rlt"``, ``"vid_tldr"`` (or a :class:`Method`
+            instance).
         r: tokens dropped from every group at every stage, or one value per stage (RLT: tokens
             of the T0 x N grid dropped per clip, before block 0).
         flops_target: instead of r, the wanted FLOPs ratio in (0, 1]; the r (same for every
@@ -88,7 +89,8 @@ def patch(
         schedule: ``"paper"`` (after blocks 0, D//3, 2D//3 with T0, T0/2, T0/4 groups, the
             middle stage reversed), ``"every"`` (after every block but the last, one group), or a
             list of stages ``(after_block, groups, r[, reverse])``. ``None``: the method's own
-            default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe). On Video Swin,
+            default (``"paper"`` for STA and random pruning, ``"every"`` for ToMe, blocks 0, 1, 2
+            for vid-TLDR). On Video Swin,
             ``"paper"`` is the paper's three points inside every Swin stage and ``groups`` counts
             groups per window (see ``stprune.pruning.window_grid``).
         keep_ratio: video LLMs only: the fraction of every video's tokens kept, in (0, 1] (instead
