@@ -5,7 +5,10 @@ files, torchrun sharding. One idea per module:
 test views; ``transforms`` resize / crop / normalise; ``dataset`` the torch Dataset of videos with
 their views; ``results`` prediction rows, resume, summary, sweep files; ``distributed``
 process-group plumbing; ``sweep`` the engine that runs every pruning setting on the same batches
-(also behind ``stprune demo``); ``runner`` the loop (``run_eval``). ``--model`` resolution and
-preprocessing live in ``stprune.architectures.loading``.
+(also behind ``stprune demo``); ``runner`` the entry point (``run_eval``), in four steps:
+``options`` (every option checked), ``plan`` (the model, each setting resolved once with its
+folder, what is left to do), ``loop`` (one rank's videos decoded once, every setting run on their
+views, rows appended), ``report`` (merged rows, summaries, ``sweep.json`` / ``sweep.png``).
+``--model`` resolution and preprocessing live in ``stprune.architectures.loading``.
 See docs/eval.md.
 """
