@@ -130,7 +130,10 @@ class QwenVLAdapter(VideoLLMAdapter):
         pending: list[dict[str, Any]] = []
 
         def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            pending.append(vision.add(bind_call(module, args, kwargs)))
+            call = bind_call(module, args, kwargs)
+            if not vision.keep_pixels:
+                call.pop("hidden_states", None)
+            pending.append(vision.add(call))
 
         def after(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
             if not pending:

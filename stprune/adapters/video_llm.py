@@ -140,8 +140,10 @@ class VisionCalls:
     :meth:`VideoLLMAdapter.vision_hooks`; an entry is ``{"args": call by name, "outputs": storage
     pointers of the tensors it returned}``."""
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = 2, keep_pixels: bool = True) -> None:
         self.keep = keep
+        #: whether entries hold the pixels the tower received (else the adapter's hooks drop them)
+        self.keep_pixels = keep_pixels
         self.entries: list[dict[str, Any]] = []
 
     def add(self, call: dict[str, Any]) -> dict[str, Any]:

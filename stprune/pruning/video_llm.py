@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from stprune.adapters.video_llm import VisionCalls
+from stprune.adapters.video_llm import VisionCalls, bind_call
 from stprune.core.hashrand import content_keys
 from stprune.core.schedule import Stage, TokenPlan
 from stprune.errors import InputError, SettingError, SettingTypeError, UnsupportedModelError
@@ -194,7 +194,8 @@ class VideoLLMPruner(HookedPruner):
         self.trace: VideoLLMTrace | None = None
         self._call: dict[str, Any] | None = None
         self._prefills: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._vision = VisionCalls()
+        # the vision tower's recent calls; their pixels only for a method that reads pixels (RLT)
+        self._vision = VisionCalls(keep_pixels=isinstance(method, InputSelectionMethod))
         self._pending: _Prefill | None = None  # a prefill whose cache the language model creates itself
         self._layers = shape.layers
         self._cost: tuple[int, int, int, int] | None = None
@@ -314,14 +315,10 @@ class VideoLLMPruner(HookedPruner):
             )
 
     def _remember_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        from stprune.adapters.video_llm import bind_call
-
         self._call = bind_call(module, args, kwargs)
         self.adapter.check_call(self._call)
 
     def _prune_sequence(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        from stprune.adapters.video_llm import bind_call
-
         call, self._call = self._call, None
         lm_call = bind_call(module, args, kwargs)
         embeds = lm_call.get("inputs_embeds")
