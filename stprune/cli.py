@@ -594,33 +594,16 @@ def _print_sweep(result: dict, out: str) -> int:
 
     from stprune.bench.report import print_table
     from stprune.core.schedule import plural
-
-    def num(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
+    from stprune.eval.report import sweep_table
 
     rows = [r for r in result["sweep"] if r["skipped"] is None]
-    columns = [(c, "left") for c in ("method", "setting", "r per stage")]
-    columns += [(c, "right") for c in ("GFLOPs/view", "ratio", "top-1 %", "top-5 %", "evaluated", "failed")]
-    cells = [
-        [
-            r["method"],
-            r["setting"],
-            ",".join(map(str, r["r_per_stage"])) or "-",
-            num(r["gflops_per_view"], "#.4g"),
-            num(r["flops_ratio"], ".3f"),
-            num(r["top1"], ".2f"),
-            num(r["top5"], ".2f"),
-            str(r["num_evaluated"]),
-            str(r["num_failed"]),
-        ]
-        for r in rows
-    ]
+    columns, cells, notes = sweep_table(result)  # with each setting's 95% intervals and paired tests
     console = Console()
     title = (
         f"sweep: {plural(result['num_videos'], 'video')}, {plural(result['num_views'], 'view')} each "
         "(top-1 / top-5 over the videos evaluated)"
     )
-    print_table(title, columns, cells, console, notes=result["skipped"])
+    print_table(title, columns, cells, console, notes=notes)
     print(f"results: {out}/sweep.json, {out}/sweep.png; each setting's files in {out}/<folder>/")
     if not any(r["num_evaluated"] for r in rows):
         merged = f"{out}/{rows[0]['dir']}/predictions.jsonl"

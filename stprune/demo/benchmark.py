@@ -26,6 +26,12 @@ from tqdm.auto import tqdm
 from stprune.bench.compare import Setting
 from stprune.core.schedule import plural
 from stprune.errors import SettingError
+from stprune.eval.stats import (
+    SettingCorrectness,
+    format_delta,
+    statistics_notes,
+    sweep_statistics,
+)
 from stprune.eval.sweep import (
     RLT_METHOD,
     CurvePoint,
@@ -69,7 +75,11 @@ def demo_methods() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class DemoRow:
     """One line of the demo table. ``top1`` in percent, ``gflops`` per clip (for a threshold
-    setting, ``adaptive``, the mean over the clips)."""
+    setting, ``adaptive``, the mean over the clips). The statistics (None where they do not apply;
+    :func:`stprune.eval.stats.sweep_statistics`, the clip is the unit, every setting ran on the
+    same clips): ``top1_ci95`` top-1's 95% Wilson interval; ``delta_top1_vs_unpruned`` (points),
+    its 95% paired bootstrap interval ``delta_ci95`` and exact McNemar ``mcnemar_p``; the same
+    against STA at the nearest FLOPs ratio (``*_vs_sta``), which is ``sta_setting``."""
 
     method: str
     setting: str
@@ -79,6 +89,14 @@ class DemoRow:
     clips_per_s: float
     r_per_stage: list[int]
     adaptive: bool = False
+    top1_ci95: list[float] | None = None
+    delta_top1_vs_unpruned: float | None = None
+    delta_ci95: list[float] | None = None
+    mcnemar_p: float | None = None
+    delta_top1_vs_sta: float | None = None
+    delta_ci95_vs_sta: list[float] | None = None
+    mcnemar_p_vs_sta: float | None = None
+    sta_setting: str | None = None
 
 
 def demo_settings(
@@ -161,6 +179,7 @@ def run_demo(
     engine = SweepEngine(model, lambda x: model(pixel_values=x).logits, resolved, batch_size, prepare=prepare)
     n = len(resolved)
     correct, counted, gflops_sum = [0] * n, [0] * n, [0.0] * n
+    hits: list[dict[int, bool]] = [{} for _ in range(n)]  # per setting: clip -> right (paired statistics)
     names = [short_label(t.setting) for t in resolved]
     bar = tqdm(total=num_clips, desc="evaluating", unit="clip", disable=not progress)
 
@@ -169,6 +188,7 @@ def run_demo(
             for i, probs in done.probs.items():
                 correct[i] += int(int(probs.argmax()) == int(labels[done.owner]))
                 counted[i] += 1
+                hits[i][done.owner] = int(probs.argmax()) == int(labels[done.owner])
                 gflops_sum[i] += done.gflops.get(i, 0.0)
             bar.update(1)
         if finished:
@@ -186,6 +206,12 @@ def run_demo(
         for i, t in enumerate(resolved)
     ]
     speeds = engine.clips_per_s()
+    stats = sweep_statistics(
+        [
+            SettingCorrectness(t.method, t.label, gflops[i] / gflops[0], hits[i])
+            for i, t in enumerate(resolved)
+        ]
+    )
     rows: list[DemoRow] = []
     for i, t in enumerate(resolved):
         row = DemoRow(
@@ -197,6 +223,7 @@ def run_demo(
             float(speeds[i] or 0.0),
             list(t.r_per_stage),
             t.adaptive,
+            **stats[i],
         )
         rows.append(row)
         if on_row is not None:
@@ -218,15 +245,36 @@ def plot_demo(rows: Sequence[DemoRow], path: str | Path, title: str = "stprune d
 
 def demo_figure(rows: Sequence[DemoRow], title: str = "stprune demo") -> Any:
     """Accuracy vs GFLOPs, one curve per method, RLT's threshold settings as open markers, the
-    unpruned model as a star (a matplotlib Figure, :func:`stprune.eval.sweep.sweep_figure`); the
+    unpruned model as a star, top-1's 95% intervals as error bars when the rows have them
+    (a matplotlib Figure, :func:`stprune.eval.sweep.sweep_figure`); the
     accuracy axis ends at 100%."""
-    points = [CurvePoint(r.method, r.setting, r.gflops, r.top1, r.adaptive) for r in rows]
+    points = [
+        CurvePoint(
+            r.method,
+            r.setting,
+            r.gflops,
+            r.top1,
+            r.adaptive,
+            None if r.top1_ci95 is None else (r.top1_ci95[0], r.top1_ci95[1]),
+        )
+        for r in rows
+    ]
     return sweep_figure(points, title, xlabel="GFLOPs per clip")
+
+
+def _change(row: DemoRow, base: DemoRow) -> str:
+    """``row``'s top-1 change to ``base`` in points; with its statistics, the 95% interval and
+    McNemar p, and "n.s." unless significant (a change that is not is never a win or a loss)."""
+    if row.delta_top1_vs_unpruned is None or row.delta_ci95 is None:
+        return f"{row.top1 - base.top1:+.1f}"
+    return format_delta(row.delta_top1_vs_unpruned, row.delta_ci95, row.mcnemar_p, 1)
 
 
 def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None:
     """The demo table, then for each method its top-1 change (points) at the largest ratio <= 0.7
-    and at its smallest ratio."""
+    and at its smallest ratio. With the rows' statistics: top-1's 95% interval, the difference to
+    the unpruned model and to STA (paired bootstrap interval, McNemar p, "n.s." when not
+    significant) as columns, what they mean under the table, and each change with its interval."""
     from rich.console import Console
 
     from stprune.bench.report import print_table
@@ -246,14 +294,26 @@ def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None
         ]
         for r in rows
     ]
-    print_table(title, columns, cells, console)
+    stats = any(r.top1_ci95 is not None for r in rows)
+    if stats:
+        columns += [("top-1 95% CI", "right")]
+        columns += [(c, "left") for c in ("vs unpruned", "vs STA", "STA at")]
+        for r, row_cells in zip(rows, cells, strict=True):
+            ci = "-" if r.top1_ci95 is None else f"[{r.top1_ci95[0]:.1f}, {r.top1_ci95[1]:.1f}]"
+            row_cells += [
+                ci,
+                format_delta(r.delta_top1_vs_unpruned, r.delta_ci95, r.mcnemar_p, 1),
+                format_delta(r.delta_top1_vs_sta, r.delta_ci95_vs_sta, r.mcnemar_p_vs_sta, 1),
+                r.sta_setting or "-",
+            ]
+    print_table(title, columns, cells, console, notes=statistics_notes("clip") if stats else ())
     base = next(r for r in rows if r.method == "none")
     for m in dict.fromkeys(r.method for r in rows if r.method != "none"):
         mine = [r for r in rows if r.method == m]
         at_07 = [r for r in mine if r.ratio <= 0.7 + 1e-9]
         picks = ([max(at_07, key=lambda r: r.ratio)] if at_07 else []) + [min(mine, key=lambda r: r.ratio)]
         said = ", ".join(
-            f"at {p.ratio:.2f}x GFLOPs top-1 {p.top1:.1f}% ({p.top1 - base.top1:+.1f})"
+            f"at {p.ratio:.2f}x GFLOPs top-1 {p.top1:.1f}% ({_change(p, base)})"
             for p in (picks if picks[0] is not picks[-1] else picks[:1])
         )
         console.print(f"{m}: {said} vs unpruned {base.top1:.1f}%", highlight=False, soft_wrap=True)

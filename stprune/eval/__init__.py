@@ -12,3 +12,7 @@ views, rows appended), ``report`` (merged rows, summaries, ``sweep.json`` / ``sw
 ``--model`` resolution and preprocessing live in ``stprune.architectures.loading``.
 See docs/eval.md.
 """
+
+from stprune.eval.stats import PairedComparison, compare, top1_ci
+
+__all__ = ["PairedComparison", "compare", "top1_ci"]

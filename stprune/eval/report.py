@@ -5,7 +5,9 @@ summary, and a sweep's table and plot.
 - :func:`write_summaries`: per setting, ``predictions.jsonl`` in list order and ``summary.json``
   (:func:`stprune.eval.results.summarize`, GFLOPs per view, the pruning installed, the run);
 - :func:`sweep_rows` / :func:`write_sweep_files`: ``sweep.json`` (a row per setting, one per
-  setting that could not run) and ``sweep.png``.
+  setting that could not run; each setting's top-1 interval and its paired differences to the
+  unpruned model and to STA, :mod:`stprune.eval.stats`, from the per-video correctness,
+  :func:`correctness`) and ``sweep.png`` (with the top-1 intervals as error bars).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,25 @@ from stprune.eval import results as res
 from stprune.eval.distributed import DistContext
 from stprune.eval.options import RunOptions
 from stprune.eval.plan import Target
+from stprune.eval.stats import (
+    STAT_FIELDS,
+    STATISTICS_HEADERS,
+    SettingCorrectness,
+    statistics_cells,
+    statistics_notes,
+    sweep_statistics,
+)
 from stprune.eval.sweep import CurvePoint, setting_gflops, sweep_figure
 
-__all__ = ["run_info", "merge_rows", "write_summaries", "sweep_rows", "write_sweep_files"]
+__all__ = [
+    "run_info",
+    "merge_rows",
+    "write_summaries",
+    "correctness",
+    "sweep_rows",
+    "write_sweep_files",
+    "sweep_table",
+]
 
 
 def view_inputs(resolved: ResolvedModel, device: torch.device) -> dict[str, torch.Tensor]:
@@ -147,11 +165,31 @@ def write_summaries(
     return summaries, merged
 
 
+def correctness(rows: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> dict[str, bool]:
+    """Per video of ``order`` evaluated without error (the unit of the statistics: a video, its
+    views already averaged), whether its top-1 prediction is its label; in list order."""
+    out = {}
+    for video in order:
+        row = rows.get(video)
+        if row is not None and not row.get("error"):
+            out[video] = row["pred"] == row["label"]
+    return out
+
+
 def sweep_rows(
-    targets: list[Target], summaries: list[dict[str, Any]], skipped: list[Setting], notes: list[str]
+    targets: list[Target],
+    summaries: list[dict[str, Any]],
+    skipped: list[Setting],
+    notes: list[str],
+    correct: Sequence[Mapping[str, bool]] | None = None,
 ) -> list[dict[str, Any]]:
     """``sweep.json``: a row per setting (the unpruned model has method "none"), then one per
-    setting that could not run, with the reason in ``skipped``."""
+    setting that could not run, with the reason in ``skipped``.
+
+    With ``correct`` (per setting, :func:`correctness`), every row also gets the fields of
+    :func:`stprune.eval.stats.sweep_statistics` (top-1's 95% interval; the difference to the
+    unpruned model and to STA at the nearest FLOPs ratio, with its paired bootstrap interval and
+    McNemar p, on the videos both settings evaluated); None where they do not apply."""
     base = next(
         (
             s["gflops_per_view"]
@@ -178,6 +216,13 @@ def sweep_rows(
                 "skipped": None,
             }
         )
+    if correct is not None:
+        outcomes = [
+            SettingCorrectness(row["method"], row["setting"], row["flops_ratio"], c)
+            for row, c in zip(rows, correct, strict=True)
+        ]
+        for row, fields in zip(rows, sweep_statistics(outcomes), strict=True):
+            row.update(fields)
     for setting, note in zip(skipped, notes, strict=True):
         rows.append(
             {
@@ -192,18 +237,34 @@ def sweep_rows(
                 "r_per_stage": [],
                 "dir": None,
                 "skipped": note,
+                **(dict.fromkeys(STAT_FIELDS) if correct is not None else {}),
             }
         )
     return rows
 
 
-def plot_sweep(out: Path, targets: list[Target], summaries: list[dict[str, Any]], title: str) -> Path | None:
-    """``sweep.png``: top-1 vs GFLOPs per view of every setting that evaluated a video."""
+def plot_sweep(
+    out: Path,
+    targets: list[Target],
+    summaries: list[dict[str, Any]],
+    title: str,
+    cis: Sequence[Sequence[float] | None] | None = None,
+) -> Path | None:
+    """``sweep.png``: top-1 vs GFLOPs per view of every setting that evaluated a video, with
+    ``cis`` (per setting, top-1's 95% interval ``[lo, hi]``) as error bars."""
     from stprune.bench.report import save_figure
 
+    cis = list(cis) if cis is not None else [None] * len(targets)
     points = [
-        CurvePoint(t.resolved.method, t.resolved.label, s["gflops_per_view"], s["top1"], t.resolved.adaptive)
-        for t, s in zip(targets, summaries, strict=True)
+        CurvePoint(
+            t.resolved.method,
+            t.resolved.label,
+            s["gflops_per_view"],
+            s["top1"],
+            t.resolved.adaptive,
+            None if ci is None else (ci[0], ci[1]),
+        )
+        for t, s, ci in zip(targets, summaries, cis, strict=True)
         if s["gflops_per_view"] is not None and s["top1"] is not None
     ]
     try:
@@ -220,9 +281,46 @@ def write_sweep_files(
     skipped: list[Setting],
     notes: list[str],
     title: str,
+    correct: Sequence[Mapping[str, bool]] | None = None,
 ) -> list[dict[str, Any]]:
-    """``sweep.json`` (:func:`sweep_rows`) and ``sweep.png`` in ``out``; returns the rows."""
-    table = sweep_rows(targets, summaries, skipped, notes)
+    """``sweep.json`` (:func:`sweep_rows`, with the statistics when ``correct`` is given) and
+    ``sweep.png`` (top-1 with its 95% interval as error bars) in ``out``; returns the rows."""
+    table = sweep_rows(targets, summaries, skipped, notes, correct)
     res.write_sweep(out, table)
-    plot_sweep(out, targets, summaries, title)
+    plot_sweep(out, targets, summaries, title, [row.get("top1_ci95") for row in table[: len(targets)]])
     return table
+
+
+def sweep_table(result: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]], list[str]]:
+    """The console table of a sweep (``run_eval``'s result): its columns (header, justification),
+    a row of cells per setting that ran, and the lines under it (what the statistics mean, then
+    the settings that were skipped)."""
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    rows = [r for r in result["sweep"] if r["skipped"] is None]
+    columns = [(c, "left") for c in ("method", "setting", "r per stage")]
+    columns += [(c, "right") for c in ("GFLOPs/view", "ratio")]
+    columns += [(STATISTICS_HEADERS[0], "right"), ("top-5 %", "right"), ("evaluated", "right")]
+    columns += [("failed", "right"), *((h, "left") for h in STATISTICS_HEADERS[1:])]
+    cells = []
+    for r in rows:
+        top1, vs_base, vs_sta, sta_at = statistics_cells(r)
+        cells.append(
+            [
+                r["method"],
+                r["setting"],
+                ",".join(map(str, r["r_per_stage"])) or "-",
+                num(r["gflops_per_view"], "#.4g"),
+                num(r["flops_ratio"], ".3f"),
+                top1,
+                num(r["top5"], ".2f"),
+                str(r["num_evaluated"]),
+                str(r["num_failed"]),
+                vs_base,
+                vs_sta,
+                sta_at,
+            ]
+        )
+    return columns, cells, [*statistics_notes("video"), *result["skipped"]]

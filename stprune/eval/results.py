@@ -12,7 +12,8 @@ per setting, in a folder per setting, plus two files::
 
     run.json                    the settings every setting shares, with "layout": "sweep"
     none/, sta_flops_target=0.7/, ...   one folder per setting, each laid out as above
-    sweep.json                  a row per setting: method, setting, GFLOPs, top-1, top-5, counts
+    sweep.json                  a row per setting: method, setting, GFLOPs, top-1, top-5, counts,
+                                top-1's 95% interval, paired differences (stprune.eval.stats)
     sweep.png                   top-1 vs GFLOPs per view
 
 Each row is ``{"video": path as listed, "label": int, "pred": int | null, "top5": [int, ...] |

@@ -51,7 +51,7 @@ from stprune.eval.plan import (
     visible_rows,
     warn_labels,
 )
-from stprune.eval.report import run_info, write_summaries, write_sweep_files
+from stprune.eval.report import correctness, run_info, write_summaries, write_sweep_files
 from stprune.eval.sampling import DEFAULT_SAMPLING_RATE, ViewSpec, sampling_window
 
 __all__ = ["PRECISIONS", "run_eval", "prune_model", "default_workers", "resolve_precision"]
@@ -174,7 +174,7 @@ def run_eval(
 
         run = run_info(ctx, opts)
         order = [e.path for e in entries]
-        summaries, _ = write_summaries(
+        summaries, merged = write_summaries(
             targets, gathered, order, resolved, opts, ctx.device, rate, window, engine.clips_per_s(), run
         )
         if not opts.sweep:
@@ -183,7 +183,10 @@ def run_eval(
 
         counts = f"{plural(len(entries), 'video')} x {plural(opts.views.num_views, 'view')}"
         title = f"{resolved.description}: {counts}"
-        table = write_sweep_files(opts.out, targets, summaries, skipped, notes, title)
+        # the statistics pair the settings video by video, from the rows on disk: a resumed sweep
+        # gives the same figures as an uninterrupted one
+        correct = [correctness(rows, order) for rows in merged]
+        table = write_sweep_files(opts.out, targets, summaries, skipped, notes, title, correct)
         ctx.barrier()
         return {
             "sweep": table,

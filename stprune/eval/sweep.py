@@ -461,13 +461,33 @@ def running_top1(labels: Sequence[str], correct: Sequence[int], counted: Sequenc
 @dataclass(frozen=True)
 class CurvePoint:
     """One setting on the accuracy-vs-GFLOPs plot (``top1`` in percent). ``adaptive``: a threshold
-    setting (drawn as an open marker at its mean GFLOPs, not on the method's curve)."""
+    setting (drawn as an open marker at its mean GFLOPs, not on the method's curve). ``ci95``:
+    top-1's 95% interval ``(lo, hi)`` in percent, drawn as an error bar (None: no bar)."""
 
     method: str
     setting: str
     gflops: float
     top1: float
     adaptive: bool = False
+    ci95: tuple[float, float] | None = None
+
+
+def _error_bar(ax: Any, p: CurvePoint, color: str) -> None:
+    """``p``'s 95% interval as a vertical bar (nothing when it has none)."""
+    if p.ci95 is None:
+        return
+    lo, hi = p.ci95
+    ax.errorbar(
+        [p.gflops],
+        [p.top1],
+        yerr=[[max(0.0, p.top1 - lo)], [max(0.0, hi - p.top1)]],
+        fmt="none",
+        ecolor=color,
+        elinewidth=1.0,
+        capsize=3,
+        alpha=0.7,
+        clip_on=False,
+    )
 
 
 _STYLES = {
@@ -499,6 +519,9 @@ def sweep_figure(points: Sequence[CurvePoint], title: str, xlabel: str = "GFLOPs
             if base is not None:
                 fixed.append((base.gflops, base.top1))
             ax.plot(*zip(*fixed, strict=True), fmt, color=color, label=name, clip_on=False)
+        for p in points:
+            if p.method == method:
+                _error_bar(ax, p, color)
         adaptive = [p for p in points if p.method == method and p.adaptive]
         for k, p in enumerate(adaptive):
             ax.plot(
@@ -519,10 +542,12 @@ def sweep_figure(points: Sequence[CurvePoint], title: str, xlabel: str = "GFLOPs
         ax.plot(
             [base.gflops], [base.top1], "*", color="black", markersize=14, label="unpruned", clip_on=False
         )
-    low = min((p.top1 for p in points), default=0.0)
+        _error_bar(ax, base, "black")
+    low = min((p.top1 if p.ci95 is None else min(p.top1, p.ci95[0]) for p in points), default=0.0)
     ax.set_ylim(max(0.0, low - max(1.0, 0.05 * (100.0 - low))), 100.0)  # accuracy cannot exceed 100%
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("top-1 (%)")
+    bars = any(p.ci95 is not None for p in points)
+    ax.set_ylabel("top-1 (%), bars: 95% interval" if bars else "top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if points:
