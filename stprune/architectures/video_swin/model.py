@@ -643,9 +643,12 @@ class VideoSwinBlock(nn.Module):
         if not layout.is_shifted:
             return self.attn.relative_position_bias(layout.window_tokens).to(dtype)
         table = self.attn.relative_position_bias_table
-        cacheable = (
-            not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling()
-        )
+        if torch.compiler.is_compiling():
+            # traced (torch.compile, torch.export): no Python-side cache, which would keep a traced
+            # (fake) tensor past the trace, and no data pointer, which a traced tensor does not have
+            mask = shift_attention_mask(layout.padded, layout.window, layout.shift, device, dtype)
+            return self.attn.relative_position_bias(layout.window_tokens).to(dtype) + mask.unsqueeze(1)
+        cacheable = not (torch.is_grad_enabled() and table.requires_grad)
         key = (layout, dtype, torch.device(device), table._version, table.data_ptr())
         cached = self.__dict__.get("_bias_cache")
         if cacheable and cached is not None and cached[0] == key:
