@@ -155,3 +155,59 @@ def test_scoring_ignores_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(sta_keep_indices(x, keys, 4, 5), plain)
         assert torch.equal(sta_keep_indices(x.bfloat16(), keys.bfloat16(), 4, 5), plain_bf16)
+
+
+def _previous_keep_indices(x, keys, groups, r, reverse):
+    """``sta_keep_indices`` as it was before its operator count was cut (2026-12-02), verbatim
+    but for the names: flipped key copies for a reversed stage, matmul, a loop over visiting steps."""
+    b, length, _ = x.shape
+    n = length // groups
+    device = x.device
+    work = torch.promote_types(keys.dtype, torch.float32)
+    k = keys.to(work)
+    k = (k / k.norm(dim=-1, keepdim=True)).view(b, groups, n, -1)
+    importance = semantic_importance(x.to(work), groups)
+
+    def first(kg):
+        a_keys, b_keys = kg[:, 0::2], kg[:, 1::2]
+        m = (a_keys @ b_keys.transpose(1, 2)).amax(-1)
+        order = m.argsort(dim=-1)
+        kept_a = 2 * order[:, : a_keys.shape[1] - r]
+        odd = torch.arange(1, n, 2, device=kg.device).expand(b, -1)
+        return torch.cat([odd, kept_a], dim=1)
+
+    order = list(range(groups - 1, -1, -1)) if reverse else list(range(groups))
+    kept = [torch.empty(0)] * groups
+    kept[order[0]] = first(k[:, order[0]])
+    if groups > 1:
+        cur, prev = (k[:, :-1].flip(1), k[:, 1:].flip(1)) if reverse else (k[:, 1:], k[:, :-1])
+        p = (cur @ prev.transpose(-1, -2)).softmax(dim=2)
+        w = torch.ones(b, n, 1, dtype=work, device=device)
+        for t in range(1, groups):
+            g = order[t]
+            acc = (p[:, t - 1] @ w).squeeze(-1)
+            score = acc * (1.0 - importance[:, g])
+            keep = score.topk(n - r, dim=1, largest=False).indices
+            kept[g] = keep
+            kept_acc = acc.gather(1, keep)
+            kept_acc = kept_acc / kept_acc.sum(1, keepdim=True)
+            w = torch.zeros(b, n, dtype=work, device=device).scatter(1, keep, kept_acc).unsqueeze(-1)
+    return torch.cat([kept[g] + g * n for g in range(groups)], dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_selection_equals_the_previous_implementation(dtype):
+    """The operator-count cut changed no selected token: the same indices, in the same order, on
+    random inputs (every group count of the paper schedule, both visiting orders, batches), and on
+    VideoMAE-B's stage shapes at r = 40."""
+    gen = torch.Generator().manual_seed(2026)
+    shapes = [(g, n, r) for g in (1, 2, 3, 4, 8) for n, r in ((2, 1), (7, 3), (16, 5))]
+    cases = [(g, n, r, rev, b) for g, n, r in shapes for rev in (False, True) for b in (1, 3)]
+    cases += [(8, 196, 40, False, 1), (4, 312, 40, True, 1), (2, 544, 40, False, 2)]
+    for groups, n, r, reverse, batch in cases:
+        for _ in range(3):
+            x = torch.randn(batch, groups * n, 12, generator=gen).to(dtype)
+            keys = torch.randn(batch, groups * n, 8, generator=gen).to(dtype)
+            got = sta_keep_indices(x, keys, groups, r, reverse)
+            want = _previous_keep_indices(x, keys, groups, r, reverse)
+            assert torch.equal(got, want), (groups, n, r, reverse)

@@ -54,7 +54,7 @@ def first_group_keep(k: torch.Tensor, r: int) -> torch.Tensor:
     """
     b, n, _ = k.shape
     a_keys, b_keys = k[:, 0::2], k[:, 1::2]
-    m = (a_keys @ b_keys.transpose(1, 2)).amax(-1)  # (B, |A|)
+    m = torch.bmm(a_keys, b_keys.transpose(1, 2)).amax(-1)  # (B, |A|)
     order = m.argsort(dim=-1)  # ascending, as the reference
     n_a = a_keys.shape[1]
     kept_a = 2 * order[:, : n_a - r]
@@ -101,35 +101,44 @@ def sta_keep_indices(
 def _sta_keep_indices(
     x: torch.Tensor, keys: torch.Tensor, groups: int, r: int, reverse: bool
 ) -> torch.Tensor:
+    # Every product and reduction below runs on the same values, in the same shapes, as the
+    # straightforward version (tests/test_core_sta.py keeps it and checks bitwise equal indices);
+    # what is saved is work around them: no flipped copies of the keys for a reversed stage (the
+    # group pairs are indexed instead), 3D bmm instead of matmul's reshapes, one 1 - importance
+    # for all groups, one stack for the output. Few operators matter: the selection runs between
+    # blocks, where each small operator costs a fixed overhead (and a profiler event).
     b, length, _ = x.shape
     n = length // groups
     device = x.device
     work = torch.promote_types(keys.dtype, torch.float32)
-    k = keys.to(work)
+    k = keys if keys.dtype == work else keys.to(work)
     k = (k / k.norm(dim=-1, keepdim=True)).view(b, groups, n, -1)
-    importance = semantic_importance(x.to(work), groups)  # (B, G, n)
+    x = x if x.dtype == work else x.to(work)
+    unimportance = (1.0 - semantic_importance(x, groups)).unbind(1)  # G x (B, n)
 
-    order = list(range(groups - 1, -1, -1)) if reverse else list(range(groups))
+    order = range(groups - 1, -1, -1) if reverse else range(groups)
     kept: list[torch.Tensor] = [torch.empty(0)] * groups
     kept[order[0]] = first_group_keep(k[:, order[0]], r)
 
     if groups > 1:
-        # consecutive (current, previous) group pairs in visiting order, (B, G-1, n, d)
-        cur, prev = (k[:, :-1].flip(1), k[:, 1:].flip(1)) if reverse else (k[:, 1:], k[:, :-1])
-        # P[t, i, j]: previous token j spreads one unit of mass over current tokens i
-        p = (cur @ prev.transpose(-1, -2)).softmax(dim=2)  # (B, G-1, n, n)
+        # pair i couples group i + 1 (current) with group i (previous) when visiting forward, group
+        # i (current) with group i + 1 (previous) when visiting last-to-first
+        cur, prev = (k[:, :-1], k[:, 1:]) if reverse else (k[:, 1:], k[:, :-1])
+        d = k.shape[-1]
+        sim = torch.bmm(cur.reshape(-1, n, d), prev.reshape(-1, n, d).transpose(1, 2))
+        # P[i][:, c, j]: previous token j spreads one unit of mass over current tokens c
+        p = sim.view(b, groups - 1, n, n).softmax(dim=2).unbind(1)  # G-1 x (B, n, n)
         w = torch.ones(b, n, 1, dtype=work, device=device)  # mass of g0: all n tokens
-        for t in range(1, groups):
-            g = order[t]
-            acc = (p[:, t - 1] @ w).squeeze(-1)  # (B, n) temporal accumulation
-            score = acc * (1.0 - importance[:, g])
-            keep = score.topk(n - r, dim=1, largest=False).indices  # ascending score
+        zeros = torch.zeros(b, n, dtype=work, device=device)
+        for g in order[1:]:
+            acc = torch.bmm(p[g if reverse else g - 1], w).squeeze(-1)  # (B, n) temporal accumulation
+            keep = (acc * unimportance[g]).topk(n - r, dim=1, largest=False).indices  # ascending score
             kept[g] = keep
             kept_acc = acc.gather(1, keep)
-            kept_acc = kept_acc / kept_acc.sum(1, keepdim=True)
-            w = torch.zeros(b, n, dtype=work, device=device).scatter(1, keep, kept_acc).unsqueeze(-1)
+            w = zeros.scatter(1, keep, kept_acc / kept_acc.sum(1, keepdim=True)).unsqueeze(-1)
 
-    return torch.cat([kept[g] + g * n for g in range(groups)], dim=1)
+    offsets = torch.arange(0, length, n, device=device).view(1, groups, 1)
+    return (torch.stack(kept, 1) + offsets).view(b, -1)
 
 
 def sta_scoring_macs(n: int, groups: int, r: int, key_dim: int) -> int:
