@@ -132,7 +132,7 @@ def test_compare_takes_correctness_predictions_or_scores():
 def test_an_interval_covering_0_is_printed_as_not_significant():
     assert format_delta(-0.4, (-1.0, 0.0), 0.5) == "-0.40 [-1.00, +0.00] p=0.5 n.s."
     assert format_delta(0.2, (-0.4, 0.8), 1.0, digits=1) == "+0.2 [-0.4, +0.8] p=1 n.s."
-    assert format_delta(-3.4, (-5.0, -2.0), 1e-6) == "-3.40 [-5.00, -2.00] p=<0.0001"  # a real loss
+    assert format_delta(-3.4, (-5.0, -2.0), 1e-6) == "-3.40 [-5.00, -2.00] p<0.0001"  # a real loss
     assert format_delta(None, None) == "-"
     # few discordant clips: the percentile interval excludes 0, McNemar does not: n.s.
     r = compare([1] * 495 + [0] * 5, [1] * 500)
@@ -330,9 +330,9 @@ def test_the_demo_rows_and_table_carry_the_statistics(capsys):
     print_demo(crafted, "demo")
     text = capsys.readouterr().out
     assert "| top-1 95% CI | vs unpruned | vs STA | STA at |" in text
-    assert "| 99.4 | 70.0 | [98.3, 99.8] | -0.4 [-1.0, +0.0] p=0.5 n.s. | - | - |" in text
+    assert "| 99.4 | 70.0 | [98.30, 99.80] | -0.4 [-1.0, +0.0] p=0.5 n.s. | - | - |" in text
     assert "at 0.68x GFLOPs top-1 99.4% (-0.4 [-1.0, +0.0] p=0.5 n.s.)" in text
-    assert "at 0.48x GFLOPs top-1 96.4% (-3.4 [-5.0, -2.0] p=<0.0001)" in text
+    assert "at 0.48x GFLOPs top-1 96.4% (-3.4 [-5.0, -2.0] p<0.0001)" in text
     assert "Wilson score interval over the clips evaluated" in text
 
 

@@ -299,7 +299,7 @@ def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None
         columns += [("top-1 95% CI", "right")]
         columns += [(c, "left") for c in ("vs unpruned", "vs STA", "STA at")]
         for r, row_cells in zip(rows, cells, strict=True):
-            ci = "-" if r.top1_ci95 is None else f"[{r.top1_ci95[0]:.1f}, {r.top1_ci95[1]:.1f}]"
+            ci = "-" if r.top1_ci95 is None else f"[{r.top1_ci95[0]:.2f}, {r.top1_ci95[1]:.2f}]"
             row_cells += [
                 ci,
                 format_delta(r.delta_top1_vs_unpruned, r.delta_ci95, r.mcnemar_p, 1),

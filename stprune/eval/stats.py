@@ -305,7 +305,7 @@ def format_delta(
     delta: float | None, ci95: Sequence[float] | None, p: float | None = None, digits: int = 2
 ) -> str:
     """A difference with its interval, and ``n.s.`` unless :func:`significant`:
-    ``"-3.40 [-5.00, -2.00] p=0.0001"``, ``"-0.40 [-1.00, +0.00] p=0.5 n.s."``; with ``p`` None the
+    ``"-3.40 [-5.00, -2.00] p<0.0001"``, ``"-0.40 [-1.00, +0.00] p=0.5 n.s."``; with ``p`` None the
     p-value is left out (the verdict still needs it: without it the difference is n.s.). ``"-"``
     when there is no comparison."""
     if delta is None or ci95 is None:
@@ -313,7 +313,8 @@ def format_delta(
     lo, hi = ci95
     text = f"{delta:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
     if p is not None:
-        text += f" p={format_p(p)}"
+        shown = format_p(p)
+        text += f" p{shown}" if shown.startswith("<") else f" p={shown}"
     return text if significant(ci95, p) else text + " n.s."
 
 
