@@ -87,7 +87,7 @@ def main() -> None:
         args.r, args.flops_target = [4], [0.9]  # stage 4's window shrinks to 8x4x4: r <= 8
         args.warmup, args.iters, args.rounds = 0, 1, 1
     else:
-        model = load_model(args.model)
+        model = load_model(args.model).model
     adapter = get_adapter(model)
     inputs = adapter.example_inputs(args.batch_size)
     one = {k: v[:1] for k, v in inputs.items()}

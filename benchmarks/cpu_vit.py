@@ -38,7 +38,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model = load_model(args.model)
+    model = load_model(args.model).model
     rows = measure_flops_rows(model, make_settings(args.r, args.flops_target, methods=args.methods))
     rows = measure_speed_rows(
         model,

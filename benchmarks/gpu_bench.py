@@ -232,7 +232,7 @@ def main() -> None:
         "",
     ]
     for name in args.models:
-        model = (tiny_model() if name == "tiny" else load_model(name)).to(device)
+        model = (tiny_model() if name == "tiny" else load_model(name).model).to(device)
         inputs = get_adapter(model).example_inputs(args.batch_size, device=device)
         rows = measure_flops_rows(model, settings_for(model, args.r, args.flops_target))
         results = []

@@ -1,8 +1,9 @@
 """stprune: training-free spatio-temporal token pruning (STA) for video transformers.
 
 import stprune
-stprune.patch(model, method="sta", r=64)   # in place, returns model
-stprune.unpatch(model)                      # back to the original
+model, pre = stprune.load_model("videomae-b")  # a preset, directory, hub id or checkpoint
+stprune.patch(model, method="sta", r=64)        # in place, returns model
+stprune.unpatch(model)                          # back to the original
 """
 
 from stprune.api import (
@@ -16,12 +17,16 @@ from stprune.api import (
     restore_tokens,
     unpatch,
 )
+from stprune.architectures.loading import Preprocessing, ResolvedModel, load_model
 from stprune.core.schedule import Stage
 from stprune.pruning.trace import GridTrace, SequenceTrace, StageTrace, Trace, VideoLLMTrace, VideoTrace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "load_model",
+    "ResolvedModel",
+    "Preprocessing",
     "patch",
     "unpatch",
     "is_patched",

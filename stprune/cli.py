@@ -153,9 +153,15 @@ def _add_geometry(p: argparse.ArgumentParser) -> None:
 def _resolve(args: argparse.Namespace, weights: bool = True) -> object:
     """``--model`` with ``--num-heads / --num-frames / --image-size``, as a ResolvedModel; prints the
     clip every figure below assumes (one line, stdout)."""
-    from stprune.architectures.loading import resolve_model
+    from stprune.architectures.loading import load_model
 
-    resolved = resolve_model(args.model, args.num_heads, args.num_frames, args.image_size, weights=weights)
+    resolved = load_model(
+        args.model,
+        num_heads=args.num_heads,
+        num_frames=args.num_frames,
+        image_size=args.image_size,
+        weights=weights,
+    )
     print(f"clip: {resolved.clip}")
     return resolved
 
@@ -223,7 +229,8 @@ def _measure_flops(model: object, args: argparse.Namespace) -> list:
 def _video_llm_model(args: argparse.Namespace, weights: bool) -> object | None:
     """A video-LLM preset named by ``--model`` (meta device without weights), or ``None``; refuses
     --keep-ratio for another model."""
-    from stprune.architectures.presets import build_preset, is_video_llm_preset
+    from stprune.architectures.loading import load_model
+    from stprune.architectures.presets import is_video_llm_preset
     from stprune.errors import SettingError
 
     if not is_video_llm_preset(args.model):
@@ -235,10 +242,7 @@ def _video_llm_model(args: argparse.Namespace, weights: bool) -> object | None:
         return None
     if args.num_heads is not None:
         raise SettingError(f"--num-heads is for a VideoMAE zoo .pth; {args.model} is built from its config")
-    import torch
-
-    with torch.device("cpu" if weights else "meta"):
-        return build_preset(args.model)
+    return load_model(args.model, weights=weights).model  # its video: --num-frames / --image-size
 
 
 def _video_llm_prompt(args: argparse.Namespace) -> object:

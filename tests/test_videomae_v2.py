@@ -190,7 +190,7 @@ def test_released_sizes_inferred_from_registry_shapes():
         ("videomae-v2-s", "vit_small_patch16_224/710"),
         ("videomae-v2-b", "vit_base_patch16_224/710"),
     ]:
-        model = load_model(preset, weights=False)  # meta device
+        model = load_model(preset, weights=False).model  # meta device
         sd = {k: torch.empty(s, device="meta") for k, s in shapes[name].items()}
         want = zoo_config(sd)
         for field in (

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from stprune.architectures.checkpoints import own_memory
-from stprune.architectures.presets import PRESETS, build_preset, preset_names
+from stprune.architectures.presets import PRESETS, build_preset, is_video_llm_preset, preset_names
 from stprune.errors import InputError, MissingFileError, SettingError, StpruneError, UnsupportedModelError
 
 # ImageNet statistics, as VideoMAE's own training / test code normalises (not the HF processor default 0.5)
@@ -130,10 +130,16 @@ class Preprocessing:
 
 @dataclass
 class ResolvedModel:
-    """A model ready for evaluation: ``logits(views)`` takes normalised (B, T, 3, H, W) views."""
+    """A loaded model and what its input must look like (:func:`load_model`'s result).
+
+    ``model``: in eval mode, on the CPU; ``preprocessing``: its clip size, normalisation and axis
+    order (:class:`Preprocessing`), None for a video LLM (its processor takes any video);
+    ``description`` / ``source``: what was loaded, for records; ``logits(views)`` takes normalised
+    (B, T, 3, H, W) views. Unpacks as ``model, preprocessing = stprune.load_model(...)``.
+    """
 
     model: nn.Module
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None
     description: str
     source: dict[str, Any] = field(default_factory=dict)
     #: why the clip size is what it is, when stprune chose it for a file that does not record it
@@ -143,11 +149,19 @@ class ResolvedModel:
     def clip(self) -> str:
         """The clip every count assumes, e.g. ``"16 frames x 224x224"``, with :attr:`clip_note`."""
         pre = self.preprocessing
+        if pre is None:
+            return "any video (a video LLM: the prompt gives it)"
         text = f"{pre.num_frames} frames x {pre.image_size}x{pre.image_size}"
         return f"{text} ({self.clip_note})" if self.clip_note else text
 
+    def __iter__(self) -> Iterator[Any]:
+        """``model, preprocessing = stprune.load_model(...)``."""
+        return iter((self.model, self.preprocessing))
+
     def logits(self, views: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) float views -> (B, num_classes) logits."""
+        if self.preprocessing is None:
+            raise UnsupportedModelError(f"{self.description} is a video LLM, not a video classifier")
         x = views if self.preprocessing.layout == "BTCHW" else views.transpose(1, 2)
         if self.preprocessing.layout == "BTCHW" and hasattr(self.model, "config"):
             out = self.model(**{model_input_name(self.model): x})
@@ -432,6 +446,17 @@ def resolve_model(
     )
     path = Path(os.path.expanduser(spec))
 
+    if is_video_llm_preset(spec) and not path.exists():
+        if given:
+            raise _geometry_refused(
+                given,
+                f"preset {spec!r} is a video LLM, which takes any video: its frames and size come with the "
+                "prompt (stprune flops / bench --num-frames / --image-size)",
+            )
+        with torch.device("cpu" if weights else "meta"):
+            model = build_preset(spec)
+        return ResolvedModel(model, None, f"preset:{spec}", {"kind": "preset", "path": spec})
+
     if spec in PRESETS and not path.exists():
         vjepa2 = PRESETS[spec][0] == "vjepa2"
         if vjepa2 and not_frames:
@@ -694,19 +719,38 @@ def _preset_preprocessing(model: nn.Module, layout: str) -> Preprocessing:
 
 
 def load_model(
-    spec: str,
-    weights: bool = True,
-    num_heads: int | None = None,
+    spec: str | os.PathLike,
+    *,
     num_frames: int | None = None,
     image_size: int | None = None,
-) -> nn.Module:
-    """The model named by ``spec`` (any spelling :func:`resolve_model` accepts), in eval mode.
+    num_heads: int | None = None,
+    weights: bool = True,
+) -> ResolvedModel:
+    """Load a model by name or path, with the preprocessing its input needs (``stprune.load_model``).
+
+    The same loader as every ``stprune`` command's ``--model`` (:func:`resolve_model`).
 
     Args:
-        spec: preset, ``"demo"``, checkpoint file, model directory or hub id.
-        weights: False builds presets and local HF directories on the meta device from their
-            config alone (exact FLOP counts without memory or compute); other sources load
-            normally.
-        num_heads / num_frames / image_size: as :func:`resolve_model`.
+        spec: a preset (``"videomae-b"``, ``"video-swin-t"``, ``"qwen2.5-vl-7b"``, ...: standard
+            sizes, random weights, built offline), ``"demo"`` (the bundled trained classifier), a
+            directory saved with ``save_pretrained``, a Hugging Face hub id (from the local cache
+            when the hub cannot be reached), or a checkpoint file: a VideoMAE / VideoMAE V2
+            model-zoo ``.pth``, a Video Swin checkpoint (torchvision or official layout).
+        num_frames / image_size: the clip of a checkpoint file that does not record it (zoo
+            ``.pth``: default 16 x 224; Video Swin: 32 x 224); ``num_frames`` also runs a V-JEPA 2 at
+            another frame count. Refused for models whose config fixes them.
+        num_heads: attention heads of a zoo ``.pth`` (default: width / 64).
+        weights: False builds presets and local model directories on the meta device from their
+            config alone (exact FLOP counts without memory or compute).
+
+    Returns:
+        a :class:`ResolvedModel`: ``.model`` (eval mode, CPU) and ``.preprocessing`` (a
+        :class:`Preprocessing`: clip size, mean / std, axis order; None for a video LLM); it
+        unpacks as ``model, preprocessing``.
+
+    Raises:
+        MissingFileError (a FileNotFoundError) for a path that does not exist or a hub id that is
+        neither cached nor reachable; InputError for a file or directory that is not a model stprune
+        can load; SettingError for geometry options the model does not take.
     """
-    return resolve_model(spec, num_heads, num_frames, image_size, weights=weights).model
+    return resolve_model(os.fspath(spec), num_heads, num_frames, image_size, weights=weights)
