@@ -620,7 +620,8 @@ def _print_sweep(result: dict, out: str) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from stprune.methods import METHODS
+    from stprune.demo.benchmark import DEFAULT_CLIPS, DEFAULT_TASK, FAST_CLIPS, TASK_CHOICES
+    from stprune.methods import encoder_methods
 
     p = sub.add_parser(
         "demo",
@@ -628,11 +629,20 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fast", action="store_true", help="a quick smoke run: 48 clips, one FLOPs target")
     p.add_argument(
+        "--task",
+        choices=TASK_CHOICES,
+        default=DEFAULT_TASK,
+        help="the synthetic task and its bundled model: easy (which object moves which way), hard (which "
+        f"of 4 small markers flashes first, which second) or both (default {DEFAULT_TASK})",
+    )
+    p.add_argument(
         "--clips",
         metavar="N",
         type=positive_int,
         default=None,
-        help="validation clips, >= 1 (default 500; 48 with --fast)",
+        help="validation clips per task, >= 1 (default "
+        + ", ".join(f"{n} {t}" for t, n in DEFAULT_CLIPS.items())
+        + f"; {FAST_CLIPS} with --fast)",
     )
     p.add_argument(
         "--targets",
@@ -640,15 +650,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="X",
-        help="FLOPs ratios every method is evaluated at (default 0.8 0.7 0.6 0.5)",
+        help="FLOPs ratios every method is evaluated at (default 0.9 0.8 0.7 0.6 0.5 0.4 0.3; a target "
+        "a method cannot reach is skipped with a note)",
     )
     p.add_argument(
         "--methods",
         nargs="+",
-        default=list(METHODS),
-        choices=list(METHODS),
+        default=None,
+        choices=list(encoder_methods()),
         metavar="M",
-        help=f"methods compared at every target, of {', '.join(METHODS)}",
+        help=f"methods compared at every target, of {', '.join(encoder_methods())} (default: all of them)",
     )
     p.add_argument(
         "--rlt-threshold",
@@ -679,9 +690,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from stprune.demo.benchmark import DEFAULT_TARGETS, FAST_TARGETS, main_demo
+    from stprune.demo.benchmark import DEFAULT_TARGETS, FAST_CLIPS, FAST_TARGETS, main_demo
 
-    clips = args.clips if args.clips is not None else (48 if args.fast else 500)
+    clips = args.clips if args.clips is not None else (FAST_CLIPS if args.fast else None)
     targets = args.targets or (FAST_TARGETS if args.fast else DEFAULT_TARGETS)
     main_demo(
         clips,
@@ -693,6 +704,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         args.plot,
         progress=not args.no_progress,
         thresholds=args.rlt_threshold,
+        task=args.task,
     )
     return 0
 

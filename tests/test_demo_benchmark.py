@@ -15,7 +15,7 @@ from stprune.demo.benchmark import demo_settings, run_demo
 from stprune.demo.dataset import frames_to_pixel_values
 from stprune.demo.model import load_demo_info, load_demo_model
 from stprune.demo.synthetic import generate_clips
-from stprune.methods import METHODS
+from stprune.methods import encoder_methods
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,9 +50,9 @@ def test_fast_demo_writes_the_documented_json_and_a_png(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "flops_target=0.7" in printed and "unpruned" in printed
     results = json.loads(out_json.read_text())["results"]
-    # every registered method at the target, then RLT in its threshold mode (the demo gained RLT)
+    # every encoder method at the target, then RLT in its threshold mode (the demo gained RLT)
     assert [(r["method"], r["setting"]) for r in results] == [("none", "unpruned")] + [
-        (m, "flops_target=0.7") for m in METHODS
+        (m, "flops_target=0.7") for m in encoder_methods()
     ] + [("rlt", "threshold=0.1")]
     for r in results:
         assert {"method", "setting", "gflops", "top1", "clips_per_s"} <= set(r)

@@ -42,7 +42,10 @@ class SyntheticVideoDataset(Dataset):
     Item ``i`` is ``{"pixel_values": float32 (T, 3, H, W), "labels": int64 scalar}``; it depends only
     on ``(split, seed, i)``, so any batch size, sampler or worker count sees identical clips.
     ``decoy_prob`` is the share of clips with a decoy, or a function of the clip index giving it (a
-    training curriculum); leave the default for the validation task.
+    training curriculum); leave the default for the validation task. ``task``: ``"easy"`` (the
+    default, :mod:`stprune.demo.synthetic`) or ``"hard"`` (:mod:`stprune.demo.synthetic_hard`), whose
+    curriculum is ``ease`` instead (larger, longer flashes; a number in [0, 1] or a function of the
+    clip index; 0, the task itself, by default). Each task refuses the other's knob.
     """
 
     def __init__(
@@ -53,7 +56,16 @@ class SyntheticVideoDataset(Dataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         decoy_prob: float | Callable[[int], float] = DECOY_PROB,
+        task: str = "easy",
+        ease: float | Callable[[int], float] = 0.0,
     ) -> None:
+        from stprune.demo.tasks import check_task
+
+        check_task(task)
+        if task != "easy" and decoy_prob is not DECOY_PROB:
+            raise ValueError(f"decoy_prob applies to the easy task only; the {task} task has its own")
+        if task != "hard" and ease != 0.0:
+            raise ValueError(f"ease applies to the hard task only, not the {task} task")
         if not isinstance(num, int) or num < 1:
             raise ValueError(f"num must be an integer >= 1, got {num!r}")
         if split not in SPLITS:
@@ -64,6 +76,8 @@ class SyntheticVideoDataset(Dataset):
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.decoy_prob = decoy_prob
+        self.task = task
+        self.ease = ease
 
     def __len__(self) -> int:
         return self.num
@@ -72,8 +86,14 @@ class SyntheticVideoDataset(Dataset):
         if not -self.num <= index < self.num:
             raise IndexError(f"index {index} out of range for a dataset of {self.num} clips")
         index = index % self.num
-        p = self.decoy_prob(index) if callable(self.decoy_prob) else self.decoy_prob
-        frames, label = generate_clip(index, self.split, self.seed, decoy_prob=p)
+        if self.task == "easy":
+            p = self.decoy_prob(index) if callable(self.decoy_prob) else self.decoy_prob
+            frames, label = generate_clip(index, self.split, self.seed, decoy_prob=p)
+        else:
+            from stprune.demo.tasks import generate_clip as generate_task_clip
+
+            e = self.ease(index) if callable(self.ease) else self.ease
+            frames, label = generate_task_clip(self.task, index, self.split, self.seed, ease=e)
         return {
             "pixel_values": frames_to_pixel_values(frames, self.mean, self.std),
             "labels": torch.tensor(label, dtype=torch.long),

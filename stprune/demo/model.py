@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
-from stprune.demo.synthetic import CLASS_NAMES, FRAME_SIZE, NUM_CLASSES, NUM_FRAMES
+from stprune.demo.synthetic import FRAME_SIZE, NUM_FRAMES
 
 DEMO_WEIGHTS = Path(__file__).with_name("demo_model.safetensors")
 DEMO_INFO = Path(__file__).with_name("demo_model.json")
@@ -56,13 +56,17 @@ class DemoModelInfo:
         return int(self.config["image_size"])
 
 
-def demo_config(**overrides: Any) -> VideoMAEConfig:
-    """The demo ``VideoMAEConfig`` (``DEMO_ARCH`` with the task's labels), with ``overrides`` applied."""
+def demo_config(task: str = "easy", **overrides: Any) -> VideoMAEConfig:
+    """The demo ``VideoMAEConfig`` (``DEMO_ARCH`` with the labels of ``task``, ``"easy"`` or
+    ``"hard"``), with ``overrides`` applied."""
+    from stprune.demo.tasks import class_names
+
+    names = class_names(task)
     kwargs: dict[str, Any] = dict(DEMO_ARCH)
     kwargs.update(
-        num_labels=NUM_CLASSES,
-        id2label=dict(enumerate(CLASS_NAMES)),
-        label2id={name: i for i, name in enumerate(CLASS_NAMES)},
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
     )
     kwargs.update(overrides)
     return VideoMAEConfig(**kwargs)
@@ -73,9 +77,12 @@ def build_demo_model(config: VideoMAEConfig | None = None) -> VideoMAEForVideoCl
     return VideoMAEForVideoClassification(config if config is not None else demo_config())
 
 
-def load_demo_info(info_path: str | Path | None = None) -> DemoModelInfo:
-    """Read the demo checkpoint's JSON (default: the bundled ``demo_model.json``)."""
-    path = Path(info_path) if info_path is not None else DEMO_INFO
+def load_demo_info(info_path: str | Path | None = None, task: str = "easy") -> DemoModelInfo:
+    """Read the demo checkpoint's JSON (default: the bundled model's of ``task``: ``demo_model.json``
+    for ``"easy"``, ``demo_hard_model.json`` for ``"hard"``)."""
+    from stprune.demo.tasks import model_path
+
+    path = Path(info_path) if info_path is not None else model_path(task).with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(f"demo model info not found: {path}")
     raw = json.loads(path.read_text())
@@ -95,14 +102,18 @@ def load_demo_model(
     weights_path: str | Path | None = None,
     info_path: str | Path | None = None,
     device: str | torch.device = "cpu",
+    task: str = "easy",
 ) -> VideoMAEForVideoClassification:
     """The trained demo classifier in eval mode, loaded offline from safetensors.
 
-    Defaults to the checkpoint bundled in the package. Input: ``pixel_values`` (B, 16, 3, 96, 96)
+    Defaults to the checkpoint bundled in the package for ``task`` (``"easy"``: ``demo_model``,
+    ``"hard"``: ``demo_hard_model``). Input: ``pixel_values`` (B, 16, 3, 96, 96)
     float32 normalised with ``load_demo_info().mean/std`` (see ``frames_to_pixel_values``);
     output logits (B, 12).
     """
-    weights = Path(weights_path) if weights_path is not None else DEMO_WEIGHTS
+    from stprune.demo.tasks import model_path
+
+    weights = Path(weights_path) if weights_path is not None else model_path(task)
     if not weights.is_file():
         raise FileNotFoundError(f"demo model weights not found: {weights}")
     if info_path is None:

@@ -1,9 +1,10 @@
 """Train the demo VideoMAE from scratch on synthetic clips generated on the fly.
 
-    python -m stprune.demo.train --out DIR [--seed S] [--steps N] [--device cpu|cuda]
+    python -m stprune.demo.train --out DIR [--task easy|hard] [--seed S] [--steps N] [--device cpu|cuda]
 
-Writes ``DIR/demo_model.safetensors`` and ``DIR/demo_model.json`` (config, normalisation, class
-names, command, seed, validation top-1, date) at the end, and ``DIR/last.pt`` (model + optimiser +
+Writes ``DIR/demo_model.safetensors`` and ``DIR/demo_model.json`` (``demo_hard_model.*`` for
+``--task hard``: config, normalisation, class names, command, seed, validation top-1, date) at
+the end, and ``DIR/last.pt`` (model + optimiser +
 step, loadable with ``weights_only=True``) every ``--save-every`` steps so an interrupted run resumes
 where it stopped. Training clip ``k`` of the run is clip ``k`` of the ``train`` split under ``--seed``,
 so a run is reproducible from its seed and does not depend on ``--workers``.
@@ -23,20 +24,37 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from stprune.argtypes import OneLineParser, nonnegative_int, positive_int
 from stprune.demo.dataset import IMAGENET_MEAN, IMAGENET_STD, SyntheticVideoDataset
 from stprune.demo.evaluate import evaluate_top1
 from stprune.demo.model import build_demo_model, demo_config
-from stprune.demo.synthetic import CLASS_NAMES, DECOY_PROB, DEFAULT_TRAIN_SEED, DEFAULT_VAL_SEED
+from stprune.demo.synthetic import DECOY_PROB, DEFAULT_TRAIN_SEED, DEFAULT_VAL_SEED
+from stprune.demo.tasks import MODEL_STEMS, class_names
+
+#: validation clips the model's JSON records the exact count of correct answers on (a test re-checks)
+SUBSET_CHECK = 192
+#: what each task's model JSON says the task is
+TASK_DESCRIPTIONS = {
+    "easy": "stprune.demo.synthetic (colour+shape kind x motion direction), 16 frames of 96x96 RGB",
+    "hard": "stprune.demo.synthetic_hard (which of 4 markers flashes first x which second), "
+    "16 frames of 96x96 RGB",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the training script."""
     p = OneLineParser(prog="python -m stprune.demo.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument(
+        "--task",
+        default="easy",
+        choices=["easy", "hard"],
+        help="the synthetic task: easy (object x direction) or hard (which marker flashes first, "
+        "which second); default easy",
+    )
     p.add_argument(
         "--seed",
         type=nonnegative_int,
@@ -57,8 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         default=(0.3, 0.6),
         metavar=("START", "END"),
-        help="curriculum: no decoys before START * steps, then their share rises linearly to the "
-        "task's (validation) share at END * steps (fractions of --steps; 0 0: decoys from the start)",
+        help="easy task's curriculum: no decoys before START * steps, then their share rises linearly "
+        "to the task's (validation) share at END * steps (fractions of --steps; 0 0: decoys from the "
+        "start); ignored by --task hard",
+    )
+    p.add_argument(
+        "--ease-ramp",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.5),
+        metavar=("START", "END"),
+        help="hard task's curriculum: flashes at their largest and longest (ease 1) before START * "
+        "steps, then easing off linearly to the task itself (ease 0) at END * steps; ignored by "
+        "--task easy",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="WEIGHTS",
+        help="start from this demo checkpoint's weights (.safetensors with its .json beside it; "
+        "'easy' for the bundled easy-task model), all but the classifier head, which starts anew",
     )
     p.add_argument(
         "--val-every",
@@ -85,6 +122,24 @@ def lr_factor(step: int, total: int, warmup: int, floor: float = 0.01) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class EaseRamp:
+    """``ease`` of hard-task training clip ``index``: 1 before step ``start``, falling linearly to 0
+    (the task itself) at step ``end`` (step = index // batch_size)."""
+
+    def __init__(self, start: int, end: int, batch_size: int) -> None:
+        if not 0 <= start <= end:
+            raise ValueError(f"ease ramp needs 0 <= start <= end, got start={start}, end={end}")
+        self.start, self.end, self.batch_size = start, end, batch_size
+
+    def __call__(self, index: int) -> float:
+        step = index // self.batch_size
+        if step >= self.end:
+            return 0.0
+        if step < self.start:
+            return 1.0
+        return 1.0 - (step - self.start) / (self.end - self.start)
+
+
 class DecoyRamp:
     """Decoy share of training clip ``index``: 0 before step ``start``, rising linearly to ``DECOY_PROB``
     at step ``end`` (step = index // batch_size). Decoys bind a direction to one of two moving
@@ -104,6 +159,26 @@ class DecoyRamp:
         return DECOY_PROB * (step - self.start) / (self.end - self.start)
 
 
+def _load_init(model: torch.nn.Module, init: Path | str) -> str:
+    """Copy a demo checkpoint's weights into ``model``, all but the classifier head (which keeps its
+    fresh initialisation); ``init`` ``"easy"``: the bundled easy-task model. Returns what was loaded,
+    as recorded in the model's JSON (``"easy"`` or the path)."""
+    from safetensors.torch import load_file
+
+    from stprune.demo.tasks import model_path
+
+    path = model_path("easy") if str(init) == "easy" else Path(init)
+    if not path.is_file():
+        raise ValueError(f"--init {str(init)!r}: no such checkpoint")
+    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("classifier.") for k in missing):
+        raise ValueError(
+            f"--init {str(init)!r} is not a demo checkpoint: missing {missing}, unexpected {unexpected}"
+        )
+    return "easy" if str(init) == "easy" else str(path)
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
@@ -116,6 +191,9 @@ def train(args: argparse.Namespace, command: str) -> dict:
     ramp_start, ramp_end = args.decoy_ramp
     if not 0.0 <= ramp_start <= ramp_end <= 1.0:
         raise ValueError(f"--decoy-ramp needs 0 <= START <= END <= 1, got {ramp_start} {ramp_end}")
+    ease_start, ease_end = getattr(args, "ease_ramp", (0.0, 0.0))
+    if not 0.0 <= ease_start <= ease_end <= 1.0:
+        raise ValueError(f"--ease-ramp needs 0 <= START <= END <= 1, got {ease_start} {ease_end}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
@@ -124,8 +202,13 @@ def train(args: argparse.Namespace, command: str) -> dict:
     device = torch.device(args.device)
 
     torch.manual_seed(args.seed)
-    config = demo_config()
-    model = build_demo_model(config).to(device)
+    task = getattr(args, "task", "easy")
+    config = demo_config(task)
+    model = build_demo_model(config)
+    init = getattr(args, "init", None)
+    if init is not None:
+        init = _load_init(model, init)
+    model = model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
     optim = torch.optim.AdamW(
@@ -149,11 +232,18 @@ def train(args: argparse.Namespace, command: str) -> dict:
         history = json.loads(ckpt.get("history_json", "[]"))
         print(f"resuming from {ckpt_path} at step {start}", flush=True)
 
-    ramp = DecoyRamp(round(ramp_start * args.steps), round(ramp_end * args.steps), args.batch_size)
+    if task == "easy":
+        ramp = DecoyRamp(round(ramp_start * args.steps), round(ramp_end * args.steps), args.batch_size)
+        curriculum = {"decoy_prob": ramp}
+    else:
+        ease = EaseRamp(round(ease_start * args.steps), round(ease_end * args.steps), args.batch_size)
+        curriculum = {"ease": ease}
     train_set = SyntheticVideoDataset(
-        args.steps * args.batch_size, "train", args.seed, IMAGENET_MEAN, IMAGENET_STD, decoy_prob=ramp
+        args.steps * args.batch_size, "train", args.seed, IMAGENET_MEAN, IMAGENET_STD, task=task, **curriculum
     )
-    val_set = SyntheticVideoDataset(args.val_num, "val", args.val_seed, IMAGENET_MEAN, IMAGENET_STD)
+    val_set = SyntheticVideoDataset(
+        args.val_num, "val", args.val_seed, IMAGENET_MEAN, IMAGENET_STD, task=task
+    )
     loader = DataLoader(
         train_set,
         batch_size=args.batch_size,
@@ -223,13 +313,19 @@ def train(args: argparse.Namespace, command: str) -> dict:
     print(f"final val top-1 {top1:.4f} on {args.val_num} clips (val seed {args.val_seed})", flush=True)
 
     model = model.cpu().eval()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "demo_model.safetensors"))
+    # The first SUBSET_CHECK validation clips, scored on the CPU model as saved: the bundled model's
+    # test re-scores them (tests/test_demo_hard.py), so weights and generator stay what was measured.
+    check_num = min(SUBSET_CHECK, args.val_num)
+    check = evaluate_top1(model, Subset(val_set, range(check_num)), args.batch_size, "cpu", progress=False)
+    stem = MODEL_STEMS[task]
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{stem}.safetensors"))
     info = {
         "config": config.to_dict(),
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
-        "class_names": list(CLASS_NAMES),
-        "task": "stprune.demo.synthetic (colour+shape kind x motion direction), 16 frames of 96x96 RGB",
+        "class_names": list(class_names(task)),
+        "task": TASK_DESCRIPTIONS[task],
+        "task_name": task,
         "training_command": command,
         "seed": args.seed,
         "steps": args.steps,
@@ -238,19 +334,22 @@ def train(args: argparse.Namespace, command: str) -> dict:
         "weight_decay": args.weight_decay,
         "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,
-        "decoy_ramp": list(args.decoy_ramp),
+        "decoy_ramp": list(args.decoy_ramp) if task == "easy" else None,
+        "ease_ramp": list(args.ease_ramp) if task == "hard" else None,
+        "init": init,
         # the clips are 16 consecutive frames: eval must read them at stride 1 (stprune eval uses it)
         "sampling": {"sampling_rate": 1},
         "val_top1": top1,
         "val_num": args.val_num,
         "val_seed": args.val_seed,
+        "subset_check": {"num": check_num, "correct": round(check * check_num)},
         "train_seconds": round(train_seconds, 1),
         "device": str(device),
         "torch_version": torch.__version__,
         "date": _dt.date.today().isoformat(),
         "history": history,
     }
-    (out / "demo_model.json").write_text(json.dumps(info, indent=1) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
 
@@ -259,9 +358,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    start, end = args.decoy_ramp
-    if not 0 <= start <= end <= 1:
-        parser.error(f"--decoy-ramp needs 0 <= START <= END <= 1 (fractions of --steps); got {start} {end}")
+    for flag, (start, end) in (("--decoy-ramp", args.decoy_ramp), ("--ease-ramp", args.ease_ramp)):
+        if not 0 <= start <= end <= 1:
+            parser.error(f"{flag} needs 0 <= START <= END <= 1 (fractions of --steps); got {start} {end}")
+    init = args.init
+    if (
+        init is not None
+        and str(init) != "easy"
+        and not (init.is_file() and init.with_suffix(".json").is_file())
+    ):
+        parser.error(f"--init {str(init)!r}: needs the file and its .json beside it (or 'easy')")
     for name in ("lr", "weight_decay", "label_smoothing"):
         value = getattr(args, name)
         if not (value >= 0 and value == value) or (name == "label_smoothing" and value >= 1):
