@@ -1,9 +1,10 @@
 """stprune: training-free spatio-temporal token pruning (STA) for video transformers.
 
 import stprune
-model, pre = stprune.load_model("videomae-b")  # a preset, directory, hub id or checkpoint
-stprune.patch(model, method="sta", r=64)        # in place, returns model
-stprune.unpatch(model)                          # back to the original
+model, pre = stprune.load_model("videomae-b")      # a preset, directory, hub id or checkpoint
+stprune.patch(model, method="sta", r=64)            # in place, returns model
+stprune.export(model, None, "videomae-b-r64.onnx")  # ONNX / .pt2, checked against PyTorch
+stprune.unpatch(model)                              # back to the original
 """
 
 from stprune.api import (
@@ -19,6 +20,7 @@ from stprune.api import (
 )
 from stprune.architectures.loading import Preprocessing, ResolvedModel, load_model
 from stprune.core.schedule import Stage
+from stprune.deploy import ExportResult, export
 from stprune.pruning.trace import GridTrace, SequenceTrace, StageTrace, Trace, VideoLLMTrace, VideoTrace
 
 __version__ = "0.1.0"
@@ -27,6 +29,8 @@ __all__ = [
     "load_model",
     "ResolvedModel",
     "Preprocessing",
+    "export",
+    "ExportResult",
     "patch",
     "unpatch",
     "is_patched",

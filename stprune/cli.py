@@ -90,6 +90,57 @@ def output_dir(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def export_file(text: str) -> str:
+    """argparse type: a writable path ending in .onnx or .pt2 (the export format)."""
+    import os
+
+    from stprune.deploy import EXPORT_FORMATS
+
+    if os.path.splitext(text)[1].lower() not in EXPORT_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must end in .onnx (ONNX, the dynamo exporter) or .pt2 (a torch.export program)"
+        )
+    return output_file(text)
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    """``--progress`` / ``--no-progress``: by default progress is shown only when stderr is a terminal."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show progress on stderr even when it is not a terminal (default: only on a terminal)",
+    )
+    group.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None, help="no progress display"
+    )
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress: as asked, else only when stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+class _NoStatus:
+    def update(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _status(args: argparse.Namespace, text: str) -> object:
+    """A one-line status display on stderr (rich), or a silent stand-in without progress."""
+    import contextlib
+
+    if not _progress(args):
+        return contextlib.nullcontext(_NoStatus())
+    from rich.console import Console
+
+    return Console(stderr=True, force_terminal=True if not sys.stderr.isatty() else None).status(text)
+
+
+
+
 def _add_version(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("version", help="print the stprune version")
     p.set_defaults(func=_run_version)
@@ -275,9 +326,7 @@ def _run_video_llm(args: argparse.Namespace, model: object, timed: bool) -> int:
     title = f"{args.model} - {get_adapter(model).describe()} - one prompt"
     if timed:
         import torch
-        from rich.console import Console
-
-        with Console(stderr=True).status("timing") as status:
+        with _status(args, "timing") as status:
             rows = time_video_llm_rows(
                 model,
                 rows,
@@ -348,8 +397,21 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default="cuda" if _cuda() else "cpu",
         help="cpu, cuda or cuda:N (default: cuda if available)",
     )
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype")
+    p.add_argument(
+        "--amp",
+        choices=["none", "bf16", "fp16"],
+        default="none",
+        help="autocast dtype (fp16 needs --device cuda, as eval --precision fp16)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="what runs the forwards: PyTorch, or ONNX Runtime on the CPU (every setting exported to ONNX "
+        "with stprune.export and checked against PyTorch first; needs the export extra)",
+    )
     _add_threads(p)
+    _add_progress(p)
     p.set_defaults(func=_run_bench)
 
 
@@ -361,39 +423,63 @@ def _cuda() -> bool:
 
 def _run_bench(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from stprune.bench.compare import measure_speed_rows
     from stprune.bench.report import print_rows, write_json
     from stprune.core.schedule import plural
+    from stprune.errors import SettingError
     from stprune.models import get_adapter
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.amp == "fp16" and args.device == "cpu":  # as eval --precision fp16, before any work
+        raise SettingError("--amp fp16 needs --device cuda; on CPU use bf16 or none (float32)")
+    ort = args.runtime == "onnxruntime"
+    if ort:
+        from stprune.deploy import _require
+
+        if args.device != "cpu":
+            raise SettingError(f"--runtime onnxruntime runs on the CPU; got --device {args.device}")
+        if args.amp != "none":
+            raise SettingError("--runtime onnxruntime times the float32 export; leave --amp none")
+        _require("onnx", "onnxscript", "onnxruntime")
     llm = _video_llm_model(args, weights=True)
     if llm is not None:
         if args.amp != "none":
-            from stprune.errors import SettingError
-
             raise SettingError("--amp is for the encoders; a video LLM is timed in float32 here")
+        if ort:
+            raise SettingError("--runtime onnxruntime is for the video encoders; a video LLM is not exported")
         return _run_video_llm(args, llm.to(args.device), timed=True)
-    console = Console(stderr=True)
     model = _resolve(args).model.to(args.device)
     rows = _measure_flops(model, args)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-    with console.status("timing") as status:
-        rows = measure_speed_rows(
-            model,
-            rows,
-            batch_size=args.batch_size,
-            warmup=args.warmup,
-            iters=args.iters,
-            rounds=args.rounds,
-            autocast_dtype=amp,
-            progress=status.update,
-        )
+    with _status(args, "timing") as status:
+        if ort:
+            from stprune.bench.ort import measure_ort_rows
+
+            rows = measure_ort_rows(
+                model,
+                rows,
+                batch_size=args.batch_size,
+                warmup=args.warmup,
+                iters=args.iters,
+                rounds=args.rounds,
+                progress=status.update,
+            )
+        else:
+            rows = measure_speed_rows(
+                model,
+                rows,
+                batch_size=args.batch_size,
+                warmup=args.warmup,
+                iters=args.iters,
+                rounds=args.rounds,
+                autocast_dtype=amp,
+                progress=status.update,
+            )
+    where = f"onnxruntime {args.device}" if ort else args.device
     title = (
-        f"{args.model} - {get_adapter(model).describe()} - {args.device}, batch {args.batch_size}, "
+        f"{args.model} - {get_adapter(model).describe()} - {where}, batch {args.batch_size}, "
         f"{plural(torch.get_num_threads(), 'thread')}, amp {args.amp}"
     )
     print_rows(rows, title)
@@ -406,9 +492,107 @@ def _run_bench(args: argparse.Namespace) -> int:
                 "batch_size": args.batch_size,
                 "threads": torch.get_num_threads(),
                 "amp": args.amp,
+                "runtime": args.runtime,
                 "results": [r.as_dict() for r in rows],
             },
         )
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from stprune.architectures.loading import MODEL_HELP
+    from stprune.methods import encoder_methods
+
+    p = sub.add_parser(
+        "export",
+        help="export a (pruned) model to ONNX (.onnx) or a torch.export program (.pt2), checked against "
+        "PyTorch",
+        description="Patch the model (without --r / --flops-target: the unpruned model), export it to --out "
+        "(the extension names the format: .onnx, the PyTorch dynamo exporter; .pt2, torch.export), then run "
+        "the export on a random clip: its output must be within 1e-4 of the PyTorch model's and every block "
+        "must see the planned number of tokens (ONNX: in ONNX Runtime). Video Swin is exported in its static "
+        "shifted-window layout. Settings whose token counts depend on the data are refused before any work.",
+    )
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    _add_geometry(p)
+    p.add_argument(
+        "--method", default="sta", choices=sorted(encoder_methods()), help="pruning method (default: sta)"
+    )
+    prune = p.add_mutually_exclusive_group()
+    prune.add_argument(
+        "--r",
+        metavar="R",
+        type=int,
+        nargs="+",
+        default=None,
+        help="tokens dropped per group (one, or one per stage)",
+    )
+    prune.add_argument("--flops-target", metavar="X", type=float, default=None, help="FLOPs ratio in (0, 1]")
+    p.add_argument(
+        "--batch-size",
+        metavar="B",
+        type=positive_int,
+        default=1,
+        help="clips in the example, >= 1 (default 1)",
+    )
+    p.add_argument(
+        "--static-batch",
+        action="store_true",
+        help="the export takes exactly --batch-size clips (default: any batch size; every other size is "
+        "fixed)",
+    )
+    p.add_argument("--no-check", action="store_true", help="do not run the export against PyTorch")
+    p.add_argument("--out", metavar="FILE", required=True, type=export_file, help="a .onnx or .pt2 path")
+    p.add_argument("--json", metavar="PATH", type=output_file, help="also write what was exported as JSON")
+    _add_progress(p)
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import os
+
+    import stprune
+    from stprune.adapters import VideoSwinAdapter
+    from stprune.bench.report import compact_tokens, write_json
+    from stprune.deploy import EXPORT_FORMATS, _require, export
+    from stprune.models import get_adapter
+
+    fmt = EXPORT_FORMATS[os.path.splitext(args.out)[1].lower()]
+    if fmt == "onnx":
+        _require("onnx", "onnxscript", *([] if args.no_check else ["onnxruntime"]))
+    model = _resolve(args).model
+    adapter = get_adapter(model)
+    if args.r is not None or args.flops_target is not None:
+        # Video Swin: the shifted-window layout with static shapes (the padded one reads a count on the host)
+        options = {"shifted_windows": "static"} if isinstance(adapter, VideoSwinAdapter) else {}
+        r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
+        stprune.patch(model, method=args.method, r=r, flops_target=args.flops_target, **options)
+    example = next(iter(adapter.example_inputs(args.batch_size).values()))
+    with _status(args, f"exporting to {args.out}"):
+        result = export(
+            model, example, args.out, dynamic_batch=not args.static_batch, verify=not args.no_check
+        )
+    what = "ONNX" if fmt == "onnx" else "torch.export program"
+    batch = "any batch size" if result.dynamic_batch else f"batch {result.input_shape[0]} only"
+    shape = "x".join(map(str, result.input_shape[1:]))
+    print(
+        f"wrote {result.path} ({what}): input {result.input_name} (B, {shape}), {batch}; "
+        f"output {result.output_name}"
+    )
+    setting = "unpruned"
+    if result.method is not None:
+        options = " shifted_windows=static" if isinstance(adapter, VideoSwinAdapter) else ""
+        setting = f"{result.method} r={','.join(map(str, result.r_per_stage))}{options}"
+    print(f"{setting}: tokens entering each block as planned: {compact_tokens(result.planned_tokens)}")
+    if result.graph_tokens is not None:
+        runtime = "in ONNX Runtime" if fmt == "onnx" else "in the exported program"
+        print(
+            f"checked {runtime}: the same tokens; {result.output_name} within {result.max_abs_diff:.1e} of "
+            "PyTorch"
+        )
+    if args.json:
+        write_json(args.json, {"model": args.model, **result.as_dict()})
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
@@ -503,7 +687,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos of the list")
     _add_geometry(p)
     p.add_argument("--overwrite", action="store_true", help="discard results already in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_eval)
 
 
@@ -551,7 +735,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             num_frames=args.num_frames,
             image_size=args.image_size,
             precision=args.precision,
-            progress=not args.no_progress,
+            progress=_progress(args),
         )
     if summary is None:  # not rank 0
         return 0
@@ -685,7 +869,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         type=plot_file,
         help="save the accuracy-vs-GFLOPs curve (.png, .pdf, .svg, ...)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_demo)
 
 
@@ -702,7 +886,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         args.threads,
         args.json,
         args.plot,
-        progress=not args.no_progress,
+        progress=_progress(args),
         thresholds=args.rlt_threshold,
         task=args.task,
     )
@@ -820,7 +1004,7 @@ def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
         help="synthetic split the clips come from: 'val' (the clips the demo evaluates) or 'train' (the "
         "training split's, disjoint from val); files videos/<split>_00000.mp4 ..., list <split>.txt",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_make_demo_videos)
 
 
@@ -828,7 +1012,7 @@ def _run_make_demo_videos(args: argparse.Namespace) -> int:
     from stprune.demo.videos import make_demo_videos
 
     list_path = make_demo_videos(
-        args.out, args.num, split=args.split, seed=args.seed, progress=not args.no_progress
+        args.out, args.num, split=args.split, seed=args.seed, progress=_progress(args)
     )
     print(f"wrote {args.num} clips and {list_path}")
     return 0
@@ -838,6 +1022,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_version,
     _add_flops,
     _add_bench,
+    _add_export,
     _add_eval,
     _add_demo,
     _add_show,
@@ -855,6 +1040,19 @@ class _HelpFormatter(argparse.HelpFormatter):
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
+def _library_progress(show: bool) -> None:
+    """The libraries' own progress bars (transformers' "Loading weights") follow ours: off unless shown."""
+    if show:
+        return
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub / transformers load
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -887,6 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error already printed in one line
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+    _library_progress(_progress(args) if hasattr(args, "progress") else sys.stderr.isatty())
     try:
         return int(args.func(args) or 0)
     except StpruneError as err:
