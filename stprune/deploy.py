@@ -415,7 +415,6 @@ def export(
             "dynamic_batch": dynamic_batch,
             "probes": _probe_paths(wrapper, model),
         }
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         program = None
         try:
             with _tracing_context():
@@ -430,6 +429,7 @@ def export(
                 f"exporting {type(model).__name__} ({method or 'unpruned'}) to {fmt} failed: "
                 f"{_first_line(err)}"
             ) from err
+        out_path.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         if fmt == "onnx":
             onnx_program.model.metadata_props[_METADATA_KEY] = json.dumps(meta)
             weights = sum(p.numel() * p.element_size() for p in model.parameters())

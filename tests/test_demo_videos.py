@@ -68,10 +68,12 @@ def test_cli_make_demo_videos(tmp_path, capsys):
 
 
 def test_cli_make_demo_videos_no_progress_and_split_help(tmp_path, capsys):
-    assert main(["make-demo-videos", "--out", str(tmp_path / "a"), "--num", "2"]) == 0
+    assert main(["make-demo-videos", "--out", str(tmp_path / "a"), "--num", "2", "--progress"]) == 0
     assert "writing val clips" in capsys.readouterr().err  # tqdm's bar, on stderr
     assert main(["make-demo-videos", "--out", str(tmp_path / "b"), "--num", "2", "--no-progress"]) == 0
     assert "writing" not in capsys.readouterr().err
+    assert main(["make-demo-videos", "--out", str(tmp_path / "c"), "--num", "2"]) == 0
+    assert "writing" not in capsys.readouterr().err  # captured stderr is not a terminal: no bar
     assert main(["make-demo-videos", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--split {val,train} synthetic split the clips come from" in text
