@@ -8,6 +8,12 @@ CPU time as a share of the whole forward's, plus the operators inside the label 
     python benchmarks/sta_share.py                    # VideoMAE-B, 16 x 224^2, r = 40, batch 1
     python benchmarks/sta_share.py --r 64 --threads 1
     python benchmarks/sta_share.py --quick            # videomae-s, 1 iteration (smoke run)
+    python benchmarks/sta_share.py --compare-previous --rounds 2
+                        # the selection before its operator cut (tests/test_core_sta.py keeps it)
+                        # and the current one, alternating in one process
+
+The share depends on contention more than on anything else: on a loaded machine the many small
+operators of the selection wait for both OpenMP threads, and the share grows several-fold.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import argparse
 import datetime
 import os
 import platform
+import sys
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 import stprune
+import stprune.core.sta as sta
 from stprune.models import get_adapter
 from stprune.pruning.sequence import PROFILE_LABEL
 
@@ -58,6 +67,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="videomae-s, 1 iteration (used by the tests)")
+    ap.add_argument("--compare-previous", action="store_true", help="also the selection before its cut")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds (alternating with --compare-previous)")
     args = ap.parse_args()
     if args.quick:
         args.model, args.warmup, args.iters = "videomae-s", 0, 1
@@ -66,16 +77,30 @@ def main() -> None:
     model = stprune.load_model(args.model).model
     stprune.patch(model, method="sta", r=args.r)
     inputs = get_adapter(model).example_inputs(args.batch_size)
-    frac, ms, top = share(model, inputs, args.warmup, args.iters)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    variants = {"current": sta._sta_keep_indices}
+    if args.compare_previous:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from test_core_sta import _previous_keep_indices
+
+        variants = {"previous": _previous_keep_indices, **variants}
+    load = os.getloadavg()[0]
     print(
         f"{args.model}, STA r={args.r}, batch {args.batch_size}, CPU ({platform.machine()}, "
         f"{torch.get_num_threads()} torch threads), torch {torch.__version__}, {datetime.date.today()}, "
-        f"load average {load:.2f}"
+        f"load average {load:.2f} before"
     )
-    print(f"forward {ms:.1f} ms (profiled); {PROFILE_LABEL}: {100 * frac:.2f}% of the forward")
-    for name, op_ms in top:
-        print(f"  {name}: {op_ms:.2f} ms per forward")
+    frac = 0.0
+    for rnd in range(args.rounds):
+        for name, fn in variants.items():
+            sta._sta_keep_indices = fn
+            frac, ms, top = share(model, inputs, args.warmup, args.iters)
+            print(
+                f"round {rnd + 1}, {name}: forward {ms:.1f} ms (profiled); {PROFILE_LABEL}: {100 * frac:.2f}%"
+            )
+            for op, op_ms in top:
+                print(f"  {op}: {op_ms:.2f} ms per forward")
+    sta._sta_keep_indices = variants["current"]
+    print(f"load average {os.getloadavg()[0]:.2f} after")
     print(f"share={frac:.4f}")
 
 
