@@ -184,7 +184,8 @@ def test_text_only_and_image_only_prompts_run_bitwise_stock(host):
 
 
 def test_the_bare_model_without_its_head_can_be_patched(host):
-    """``*Model`` (no LM head): its last hidden states equal those of the patched ``*ForConditionalGeneration``."""
+    """``*Model`` (no LM head): its last hidden states equal those of the patched
+    ``*ForConditionalGeneration``."""
     adapter_cls, model = host
     inputs = build_prompt(model, two_rows(adapter_cls))
     stprune.patch(model, "sta", keep_ratio=0.5)
