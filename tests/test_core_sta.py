@@ -211,3 +211,23 @@ def test_selection_equals_the_previous_implementation(dtype):
             got = sta_keep_indices(x, keys, groups, r, reverse)
             want = _previous_keep_indices(x, keys, groups, r, reverse)
             assert torch.equal(got, want), (groups, n, r, reverse)
+
+
+def test_sta_share_script_quick_mode():
+    """benchmarks/sta_share.py runs end to end and prints the label's share of the forward."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/sta_share.py", "--quick", "--compare-previous"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "round 1, previous:" in proc.stdout and "round 1, current:" in proc.stdout
+    share = float(proc.stdout.strip().splitlines()[-1].removeprefix("share="))
+    assert 0 < share < 1
