@@ -755,7 +755,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         counts += ","
     views = f"{plural(summary['num_views'], 'view')} each"
-    print(f"top-1 {pct(summary['top1'])}  top-5 {pct(summary['top5'])}  ({counts} {views})")
+    ci = summary.get("top1_ci95")
+    ci_text = f" [95% CI {ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    print(f"top-1 {pct(summary['top1'])}{ci_text}  top-5 {pct(summary['top5'])}  ({counts} {views})")
     if summary["gflops_per_view"] is not None:
         print(f"GFLOPs per view: {summary['gflops_per_view']:.4g}")
     merged = f"{args.out}/predictions.jsonl"
@@ -817,7 +819,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         choices=TASK_CHOICES,
         default=DEFAULT_TASK,
         help="the synthetic task and its bundled model: easy (which object moves which way), hard (which "
-        f"of 4 small markers flashes first, which second) or both (default {DEFAULT_TASK})",
+        f"colour of small, brief spark darts which way) or both (default {DEFAULT_TASK})",
     )
     p.add_argument(
         "--clips",

@@ -72,7 +72,12 @@ def test_summarize():
     )
     assert (s["num_videos"], s["num_evaluated"], s["num_failed"], s["num_missing"]) == (5, 3, 1, 1)
     assert s["missing"] == ["e"]
-    assert res.summarize({}, ["a"])["top1"] is None
+    # Wilson's 95% interval for 1 of 3, written out: centre (k + z^2/2) / (n + z^2), half-width
+    # z sqrt(k (n - k) / n + z^2 / 4) / (n + z^2), z = 1.959964
+    z2 = 1.959964**2
+    centre, half = (1 + z2 / 2) / (3 + z2), 1.959964 * (2 / 3 + z2 / 4) ** 0.5 / (3 + z2)
+    assert s["top1_ci95"] == pytest.approx([100 * (centre - half), 100 * (centre + half)], abs=1e-4)
+    assert res.summarize({}, ["a"])["top1"] is None and res.summarize({}, ["a"])["top1_ci95"] is None
 
 
 def test_settings_record_and_compare(tmp_path):

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from stprune.errors import InputError, SettingError
+from stprune.eval.stats import wilson_interval
 
 __all__ = [
     "RUN_FILE",
@@ -428,7 +429,9 @@ def summarize(
 ) -> dict[str, Any]:
     """Accuracy and counts over ``videos`` (the evaluated list, in order) from rows keyed by video.
 
-    ``top1`` / ``top5`` are percentages over the videos that were evaluated without error;
+    ``top1`` / ``top5`` are percentages over the videos that were evaluated without error,
+    ``top1_ci95`` top-1's 95% Wilson interval ``[lo, hi]`` in percent (None when nothing was
+    evaluated);
     ``top1_errors_as_wrong`` / ``top5_errors_as_wrong`` count failed videos as wrong. ``missing``
     lists videos with no row (an interrupted run); it is empty after a complete run. With
     ``window`` (the frames a clip spans, :func:`stprune.eval.sampling.sampling_window`),
@@ -452,6 +455,7 @@ def summarize(
     done = ok + failed
     result = {
         "top1": _percent(top1, ok),
+        "top1_ci95": [100.0 * x for x in wilson_interval(top1, ok)] if ok else None,
         "top5": _percent(top5, ok),
         "top1_errors_as_wrong": _percent(top1, done),
         "top5_errors_as_wrong": _percent(top5, done),
