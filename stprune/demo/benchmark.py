@@ -342,7 +342,7 @@ FAST_CLIPS = 48
 #: what the banner says each task is
 TASK_TITLES: dict[str, str] = {
     "easy": "easy task: which object moves which way",
-    "hard": "hard task: which of 4 small markers flashes first, which second",
+    "hard": "hard task: which colour of small, brief spark darts which way",
 }
 
 

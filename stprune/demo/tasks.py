@@ -2,8 +2,9 @@
 
 - ``easy`` (:mod:`stprune.demo.synthetic`): which large object moves which way; the bundled model
   scores ~99.8%, whatever is pruned.
-- ``hard`` (:mod:`stprune.demo.synthetic_hard`): which of four small markers flashes first and
-  which second; the evidence is two brief, small events, so which tokens are kept matters.
+- ``hard`` (:mod:`stprune.demo.synthetic_hard`): which colour of small spark darts which way, for
+  6 of the 16 frames, among lamps that flash in place and a decoy that glides; the evidence is
+  about 3% of the tokens, so which tokens are kept matters.
 
 Both render 16 frames of 96 x 96 RGB and have 12 classes; both models share the demo architecture
 (:data:`stprune.demo.model.DEMO_ARCH`).

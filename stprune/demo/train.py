@@ -39,7 +39,7 @@ SUBSET_CHECK = 192
 #: what each task's model JSON says the task is
 TASK_DESCRIPTIONS = {
     "easy": "stprune.demo.synthetic (colour+shape kind x motion direction), 16 frames of 96x96 RGB",
-    "hard": "stprune.demo.synthetic_hard (which of 4 markers flashes first x which second), "
+    "hard": "stprune.demo.synthetic_hard (small brief spark: colour x direction), "
     "16 frames of 96x96 RGB",
 }
 
@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         default="easy",
         choices=["easy", "hard"],
-        help="the synthetic task: easy (object x direction) or hard (which marker flashes first, "
-        "which second); default easy",
+        help="the synthetic task: easy (object x direction) or hard (small brief spark: colour x "
+        "direction); default easy",
     )
     p.add_argument(
         "--seed",
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         default=(0.0, 0.5),
         metavar=("START", "END"),
-        help="hard task's curriculum: flashes at their largest and longest (ease 1) before START * "
+        help="hard task's curriculum: the spark at its largest and longest (ease 1) before START * "
         "steps, then easing off linearly to the task itself (ease 0) at END * steps; ignored by "
         "--task easy",
     )
