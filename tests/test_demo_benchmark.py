@@ -44,7 +44,8 @@ def clips():
 def test_fast_demo_writes_the_documented_json_and_a_png(tmp_path, capsys):
     out_json, out_png = tmp_path / "demo.json", tmp_path / "demo.png"
     code = main(
-        ["demo", "--fast", "--clips", "16", "--json", str(out_json), "--plot", str(out_png), "--no-progress"]
+        ["demo", "--fast", "--task", "easy", "--clips", "16", "--json", str(out_json), "--plot", str(out_png)]
+        + ["--no-progress"]
     )
     assert code == 0
     printed = capsys.readouterr().out

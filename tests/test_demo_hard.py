@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from stprune.cli import main
+from stprune.cli import build_parser, main
 from stprune.demo.benchmark import DEFAULT_CLIPS, demo_tasks, run_demo, task_path
 from stprune.demo.dataset import SyntheticVideoDataset, frames_to_pixel_values
 from stprune.demo.model import load_demo_info, load_demo_model
@@ -51,6 +51,7 @@ def test_demo_task_option(capsys):
         assert len(err.strip().splitlines()) == 1, err
         assert "--task" in err and "invalid choice" in err
     assert demo_tasks("both") == ("easy", "hard")
+    assert build_parser().parse_args(["demo"]).task == "both"  # the default runs both tasks
     assert demo_tasks("hard") == ("hard",)
     with pytest.raises(SettingError, match="task"):
         demo_tasks("all")

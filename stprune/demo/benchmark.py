@@ -335,7 +335,7 @@ def print_demo(rows: Sequence[DemoRow], title: str, console: Any = None) -> None
 
 #: ``stprune demo --task``: one task or both, and the default
 TASK_CHOICES: tuple[str, ...] = ("easy", "hard", "both")
-DEFAULT_TASK = "easy"  # "both" once the hard model is bundled
+DEFAULT_TASK = "both"
 #: validation clips per task by default (docs/demo.md: why these counts), and with ``--fast``
 DEFAULT_CLIPS: dict[str, int] = {"easy": 500, "hard": 1000}
 FAST_CLIPS = 48
