@@ -157,8 +157,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             vision=dict(**_QWEN2_5_VL_TOWER, out_hidden_size=3584),
         ),
     ),
-    # scaled down for the CPU benchmark (stprune bench --model qwen2.5-vl-mini): the 7B's layout at 1/3.5 of its
-    # width and 8 LLM layers, a 4-block vision tower; not a released model
+    # scaled down for the CPU benchmark (stprune bench --model qwen2.5-vl-mini): the 7B's layout at
+    # 1/3.5 of its width and 8 LLM layers, a 4-block vision tower; not a released model
     "qwen2.5-vl-mini": (
         "qwen2_5_vl",
         dict(
