@@ -263,12 +263,12 @@ def patch_info(model: nn.Module) -> PatchInfo:
 def prompt_cost(
     model: nn.Module,
     num_frames: int | None = None,
-    size: tuple[int, int] | None = None,
+    size: int | tuple[int, int] | None = None,
     text_tokens: int = 64,
 ) -> Any:
     """What one prompt costs a patched video LLM, pruned and unpruned, from the plan (no forward).
 
-    The prompt is one video of ``num_frames`` frames of ``size`` (H, W) pixels between
+    The prompt is one video of ``num_frames`` frames of ``size`` (H, W) pixels (an int: square) between
     ``text_tokens`` text tokens (``None``: the family's example defaults). Returns a
     :class:`~stprune.pruning.video_llm.PromptCost`: the video's grid and tokens kept, the sequence
     length, MACs of the vision tower, of the selection and of the LLM prefill (the head on the
@@ -286,6 +286,8 @@ def prompt_cost(
         raise UnsupportedModelError(
             f"{type(model).__name__} is not a video LLM; use stprune.patch_info(model) for its FLOPs"
         )
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
     return _cost(p, num_frames, size, text_tokens)
 
 

@@ -243,7 +243,7 @@ def _add_setting_args(p: argparse.ArgumentParser) -> None:
         "--prompt-tokens",
         metavar="N",
         type=positive_int,
-        default=64,
+        default=None,
         help="video LLMs: text tokens around the video in the prompt (default 64)",
     )
     p.add_argument("--json", metavar="PATH", type=output_file, help="also write the results as JSON")
@@ -290,6 +290,10 @@ def _video_llm_model(args: argparse.Namespace, weights: bool) -> object | None:
                 f"--keep-ratio is for video LLMs; {args.model} takes --r (tokens dropped per group) or "
                 "--flops-target"
             )
+        if args.prompt_tokens is not None:
+            raise SettingError(
+                f"--prompt-tokens is for video LLMs (text around the video); {args.model} takes a clip only"
+            )
         return None
     if args.num_heads is not None:
         raise SettingError(f"--num-heads is for a VideoMAE zoo .pth; {args.model} is built from its config")
@@ -300,7 +304,7 @@ def _video_llm_prompt(args: argparse.Namespace) -> object:
     from stprune.bench.video_llm import Prompt
 
     size = None if args.image_size is None else (args.image_size, args.image_size)
-    return Prompt(args.num_frames, size, args.prompt_tokens)
+    return Prompt(args.num_frames, size, 64 if args.prompt_tokens is None else args.prompt_tokens)
 
 
 def _run_video_llm(args: argparse.Namespace, model: object, timed: bool) -> int:
@@ -517,7 +521,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help=MODEL_HELP)
     _add_geometry(p)
     p.add_argument(
-        "--method", default="sta", choices=sorted(encoder_methods()), help="pruning method (default: sta)"
+        "--method",
+        default=None,
+        choices=sorted(encoder_methods()),
+        help="pruning method (default: sta); needs --r or --flops-target",
     )
     prune = p.add_mutually_exclusive_group()
     prune.add_argument(
@@ -561,13 +568,20 @@ def _run_export(args: argparse.Namespace) -> int:
     fmt = EXPORT_FORMATS[os.path.splitext(args.out)[1].lower()]
     if fmt == "onnx":
         _require("onnx", "onnxscript", *([] if args.no_check else ["onnxruntime"]))
+    if args.method is not None and args.r is None and args.flops_target is None:
+        from stprune.errors import SettingError
+
+        raise SettingError(
+            f"--method {args.method} needs --r R or --flops-target X (an export has static token counts; "
+            "without either, the unpruned model is exported)"
+        )
     model = _resolve(args).model
     adapter = get_adapter(model)
     if args.r is not None or args.flops_target is not None:
         # Video Swin: the shifted-window layout with static shapes (the padded one reads a count on the host)
         options = {"shifted_windows": "static"} if isinstance(adapter, VideoSwinAdapter) else {}
         r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
-        stprune.patch(model, method=args.method, r=r, flops_target=args.flops_target, **options)
+        stprune.patch(model, method=args.method or "sta", r=r, flops_target=args.flops_target, **options)
     example = next(iter(adapter.example_inputs(args.batch_size).values()))
     with _status(args, f"exporting to {args.out}"):
         result = export(
@@ -811,7 +825,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="offline demo: the bundled trained model, accuracy vs GFLOPs of every pruning method",
+        help="offline demo: the bundled trained models, accuracy vs GFLOPs of every pruning method",
+        description="Evaluate the bundled demo classifiers (an easy and a hard synthetic task) unpruned "
+        "and with every encoder method at matched FLOPs, on the same clips, with top-1 intervals and "
+        "paired tests against the unpruned model and STA. Offline; about 10 minutes on 2 CPU cores "
+        "for both tasks.",
     )
     p.add_argument("--fast", action="store_true", help="a quick smoke run: 48 clips, one FLOPs target")
     p.add_argument(
@@ -902,7 +920,7 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
         "show",
         help="draw which tokens are kept at every pruning point, on the frames of one clip",
         description="Prune one clip and save a PNG: a row for the input and one per pruning point, "
-        "a column per temporal slot; pruned tokens are white. Works for every model family stprune "
+        "a column per temporal slot; pruned tokens are white. Works for every video encoder family stprune "
         "supports (Video Swin: each row on the grid of the Swin stage it prunes in).",
     )
     p.add_argument("--model", metavar="M", default="demo", help=MODEL_HELP + " (default: demo)")
@@ -955,7 +973,16 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_show(args: argparse.Namespace) -> int:
+    from stprune.architectures.presets import is_video_llm_preset
     from stprune.demo.show import show
+
+    if is_video_llm_preset(args.model):
+        from stprune.errors import SettingError
+
+        raise SettingError(
+            f"show draws a video encoder's kept tokens on a clip; {args.model} is a video LLM: after a "
+            "forward, stprune.last_trace(model).videos gives each video's kept tokens (docs/video_llm.md)"
+        )
 
     if args.rlt_threshold is not None and args.method not in (None, "rlt"):
         from stprune.errors import SettingError

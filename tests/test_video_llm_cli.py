@@ -82,6 +82,7 @@ def test_prompt_cost_of_a_patched_model():
     stprune.patch(model, "sta", keep_ratio=0.25)
     cost = stprune.prompt_cost(model, num_frames=64, size=(448, 448), text_tokens=64)
     assert (cost.video_tokens, cost.video_kept, cost.length, cost.length_out) == (8192, 2048, 8258, 2114)
+    assert stprune.prompt_cost(model, num_frames=64, size=448, text_tokens=64) == cost  # int: square
     assert cost.prefill_ratio < 0.25 < cost.ratio < 1
     encoder = build_preset("videomae-s")
     stprune.patch(encoder, "sta", r=8)
@@ -125,9 +126,15 @@ def test_bench_runs_on_the_small_preset(capsys):
         (["flops", "--model", "llava-onevision-7b", "--keep-ratio", "0.5", "--image-size", "448"], "384x384"),
         (["flops", "--model", "videomae-b", "--keep-ratio", "0.5"], "--keep-ratio is for video LLMs"),
         (["flops", "--model", "qwen2.5-vl-7b"], "--keep-ratio"),
+        (["flops", "--model", "videomae-s", "--prompt-tokens", "10"], "--prompt-tokens is for video LLMs"),
+        (["show", "--model", "qwen2.5-vl-mini", "--out", "x.png"], "qwen2.5-vl-mini is a video LLM"),
+        (["eval", "--model", "qwen2.5-vl-mini", "--data", "{list}", "--out", "{out}"], "is a video LLM"),
+        (["export", "--model", "demo", "--method", "rlt", "--out", "{out}/m.pt2"], "--method rlt needs --r"),
     ],
 )
-def test_bad_values_fail_in_one_line(capsys, argv, needle):
+def test_bad_values_fail_in_one_line(capsys, tmp_path, argv, needle):
+    (tmp_path / "list.txt").write_text("a.mp4 0\n")
+    argv = [a.format(list=tmp_path / "list.txt", out=tmp_path / "out") for a in argv]
     code, out, err = run(argv, capsys)
     assert code == 2, err
     lines = err.strip().splitlines()

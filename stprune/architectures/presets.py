@@ -169,6 +169,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                 num_attention_heads=8,
                 num_key_value_heads=2,
                 vocab_size=32000,
+                bos_token_id=31993,  # inside the smaller vocabulary (the 7B's ids are not)
+                eos_token_id=31994,
             ),
             vision=dict(
                 depth=4,

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from stprune.architectures.loading import Preprocessing, ResolvedModel, resolve_model, resolve_module
 from stprune.bench.compare import Setting
-from stprune.errors import SettingError
+from stprune.errors import SettingError, UnsupportedModelError
 from stprune.eval import results as res
 from stprune.eval.distributed import DistContext
 from stprune.eval.lists import VideoEntry
@@ -82,7 +82,33 @@ def resolve_eval_model(
     image_size: int | None,
 ) -> ResolvedModel:
     """``run_eval``'s ``model`` as a model with its preprocessing (see
-    :func:`~stprune.eval.runner.run_eval`)."""
+    :func:`~stprune.eval.runner.run_eval`); a video LLM is refused (eval scores classifiers)."""
+    return _refuse_video_llm(_resolve_eval_model(model, preprocessing, num_heads, num_frames, image_size))
+
+
+def _refuse_video_llm(resolved: ResolvedModel) -> ResolvedModel:
+    from stprune.adapters.video_llm import VideoLLMAdapter
+    from stprune.models import get_adapter
+
+    try:
+        adapter = get_adapter(resolved.model)
+    except UnsupportedModelError:  # fails later, with its own message
+        return resolved
+    if isinstance(adapter, VideoLLMAdapter):
+        raise SettingError(
+            f"eval scores video classifiers on clips; {type(resolved.model).__name__} is a video LLM: "
+            "measure it with its own processor and benchmark (docs/video_llm.md gives the code)"
+        )
+    return resolved
+
+
+def _resolve_eval_model(
+    model: str | os.PathLike | torch.nn.Module | ResolvedModel,
+    preprocessing: Preprocessing | None,
+    num_heads: int | None,
+    num_frames: int | None,
+    image_size: int | None,
+) -> ResolvedModel:
     import dataclasses
 
     import stprune
