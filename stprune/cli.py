@@ -139,8 +139,6 @@ def _status(args: argparse.Namespace, text: str) -> object:
     return Console(stderr=True, force_terminal=True if not sys.stderr.isatty() else None).status(text)
 
 
-
-
 def _add_version(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("version", help="print the stprune version")
     p.set_defaults(func=_run_version)
@@ -330,6 +328,7 @@ def _run_video_llm(args: argparse.Namespace, model: object, timed: bool) -> int:
     title = f"{args.model} - {get_adapter(model).describe()} - one prompt"
     if timed:
         import torch
+
         with _status(args, "timing") as status:
             rows = time_video_llm_rows(
                 model,
@@ -930,7 +929,8 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         type=nonnegative_int,
         default=None,
-        help="synthetic demo validation clip N >= 0 (default 0), resampled to the model's frames and size",
+        help="synthetic demo validation clip N >= 0 (default 0; of the hard task for --model demo-hard, "
+        "else the easy task), resampled to the model's frames and size",
     )
     src.add_argument(
         "--video", metavar="FILE", default=None, help="a video file (PyAV), the model's frames spread over it"
@@ -1033,6 +1033,13 @@ def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
         help="synthetic split the clips come from: 'val' (the clips the demo evaluates) or 'train' (the "
         "training split's, disjoint from val); files videos/<split>_00000.mp4 ..., list <split>.txt",
     )
+    p.add_argument(
+        "--task",
+        choices=["easy", "hard"],
+        default="easy",
+        help="demo task the clips come from (default easy, the 'demo' model's; hard: the 'demo-hard' "
+        "model's)",
+    )
     _add_progress(p)
     p.set_defaults(func=_run_make_demo_videos)
 
@@ -1041,7 +1048,7 @@ def _run_make_demo_videos(args: argparse.Namespace) -> int:
     from stprune.demo.videos import make_demo_videos
 
     list_path = make_demo_videos(
-        args.out, args.num, split=args.split, seed=args.seed, progress=_progress(args)
+        args.out, args.num, split=args.split, seed=args.seed, progress=_progress(args), task=args.task
     )
     print(f"wrote {args.num} clips and {list_path}")
     return 0

@@ -89,6 +89,25 @@ def test_show_writes_a_png_with_a_row_per_stage(tmp_path, capsys):
     assert width > height > 100  # 8 columns, 4 rows (input + 3 stages)
 
 
+def test_show_of_the_hard_demo_model_draws_a_hard_task_clip(tmp_path, capsys, monkeypatch):
+    import stprune.demo.show as show_mod
+    from stprune.demo.tasks import generate_clip
+
+    seen = []
+    real = show_mod.show_model
+    monkeypatch.setattr(
+        show_mod,
+        "show_model",
+        lambda model, out, frames, *a: seen.append(frames) or real(model, out, frames, *a),
+    )
+    out = tmp_path / "hard.png"
+    assert main(["show", "--model", "demo-hard", "--clip", "2", "--out", str(out)]) == 0
+    frames, label = generate_clip("hard", 2, "val")
+    np.testing.assert_array_equal(seen[0], frames)
+    printed = capsys.readouterr().out
+    assert "hard demo validation clip 2 (label: " in printed and f"(class {label}))" in printed
+
+
 def test_show_reads_a_video_file(tmp_path):
     frames, _ = generate_clip(7, "val")
     video = tmp_path / "clip.mp4"

@@ -86,3 +86,20 @@ def test_bad_arguments_raise(tmp_path):
         write_mp4(tmp_path / "x.mp4", np.zeros((2, 8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match="even"):
         write_mp4(tmp_path / "x.mp4", np.zeros((2, 9, 8, 3), dtype=np.uint8))
+
+
+def test_cli_make_demo_videos_of_the_hard_task(tmp_path, capsys):
+    """--task hard writes the hard task's clips (the 'demo-hard' model's), decoded losslessly."""
+    from stprune.demo.tasks import generate_clip as task_clip
+
+    assert main(["make-demo-videos", "--out", str(tmp_path), "--num", "2", "--task", "hard"]) == 0
+    lines = (tmp_path / "val.txt").read_text().splitlines()
+    for i, line in enumerate(lines):
+        frames, label = task_clip("hard", i, "val")
+        assert line.split()[1] == str(label)
+        np.testing.assert_array_equal(read_mp4(tmp_path / line.split()[0]), frames)
+    assert not np.array_equal(task_clip("hard", 0, "val")[0], generate_clip(0, "val")[0])
+    assert main(["make-demo-videos", "--out", str(tmp_path), "--num", "2", "--task", "medium"]) == 2
+    assert "argument --task: invalid choice: 'medium'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="task must be one of easy, hard; got 'medium'"):
+        make_demo_videos(tmp_path, 1, task="medium")

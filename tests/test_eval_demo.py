@@ -44,6 +44,42 @@ def test_eval_of_the_demo_videos_gives_the_demo_pipeline_predictions(demo_videos
     assert [r["label"] for r in rows] == [label for _, label in clips]
 
 
+def test_eval_of_the_hard_task_videos_gives_the_hard_demo_model_predictions(tmp_path):
+    """`--model demo-hard` on `make-demo-videos --task hard` clips: the bundled hard-task model, its
+    own sampling, and its predictions on the clips as generated; the easy model predicts otherwise."""
+    from stprune.demo.dataset import frames_to_pixel_values
+    from stprune.demo.model import load_demo_info, load_demo_model
+    from stprune.demo.tasks import generate_clip, model_path
+    from stprune.demo.videos import make_demo_videos
+
+    videos = make_demo_videos(tmp_path / "hard", NUM, progress=False, task="hard")
+    summary = run_eval("demo-hard", videos, tmp_path / "out", views="1x1", workers=0, progress=False)
+    assert summary["settings"]["sampling_rate"] == 1 and summary["settings"]["model"] == "demo-hard"
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    info = load_demo_info(model_path("hard").with_suffix(".json"))
+    clips = [generate_clip("hard", i, "val") for i in range(NUM)]
+    x = frames_to_pixel_values(torch.stack([torch.as_tensor(f) for f, _ in clips]), info.mean, info.std)
+    with torch.no_grad():
+        logits = load_demo_model(task="hard")(pixel_values=x).logits
+        easy = load_demo_model(task="easy")(pixel_values=x).logits
+    assert [r["pred"] for r in rows] == logits.argmax(-1).tolist()
+    assert [r["label"] for r in rows] == [label for _, label in clips]
+    assert not torch.allclose(logits, easy)  # a different model, not the easy one under another name
+    resolved = resolve_model("demo-hard")
+    for got, want in zip(
+        resolved.model.state_dict().values(), load_demo_model(task="hard").state_dict().values(), strict=True
+    ):
+        assert torch.equal(got, want)
+
+
+def test_the_demo_models_refuse_another_clip_shape():
+    from stprune.errors import SettingError
+
+    for spec in ("demo", "demo-hard"):
+        with pytest.raises(SettingError, match=f"the {spec} model takes 16 frames of 96x96"):
+            resolve_model(spec, num_frames=8)
+
+
 def test_an_explicit_sampling_rate_overrides_the_model_and_warns(demo_videos, tmp_path):
     with pytest.warns(UserWarning, match=rf"{NUM} of {NUM} videos .*fewer than 61 frames"):
         summary = run_eval(

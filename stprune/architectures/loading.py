@@ -4,8 +4,9 @@ One function, :func:`resolve_model`, understands every spelling (every CLI comma
 
 * a preset (``videomae-s/b/l/h``, ``vivit-b``, ...): a standard-size model with random weights,
   built offline from its config (:mod:`stprune.architectures.presets`).
-* ``demo``: the bundled demo model (``stprune/demo/demo_model.safetensors``, read as data) with the
-  normalisation and frame sampling its ``demo_model.json`` records.
+* ``demo`` / ``demo-hard``: the bundled demo models of the easy / hard synthetic task
+  (``stprune/demo/demo_model.safetensors`` / ``demo_hard_model.safetensors``, read as data) with the
+  normalisation and frame sampling their ``.json`` records.
 * a checkpoint *file* (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors``): a VideoMAE model-zoo ViT
   (converted to HF, :mod:`stprune.architectures.videomae_zoo`) or a Video Swin checkpoint (via
   ``stprune.models.load_video_swin``), told apart by their keys.
@@ -60,7 +61,8 @@ __all__ = [
 ]
 
 MODEL_HELP = (
-    f"preset ({', '.join(preset_names())}; random weights, offline), 'demo' (the bundled trained model), "
+    f"preset ({', '.join(preset_names())}; random weights, offline), 'demo' / 'demo-hard' (the bundled "
+    "trained models of the easy / hard demo task), "
     "a local Hugging Face model directory, a checkpoint file (VideoMAE zoo .pth, Video Swin), or a hub id"
 )
 
@@ -344,25 +346,32 @@ def _read_processor_json(source: str) -> dict[str, Any]:
     return {}
 
 
-# The bundled demo checkpoint, read as data: the library never imports stprune.demo.
-_DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "demo" / "demo_model.safetensors"
+# The bundled demo checkpoints, read as data: the library never imports stprune.demo.
+_DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+#: ``--model`` spec -> the bundled demo checkpoint it names (``<stem>.safetensors`` + ``<stem>.json``)
+DEMO_SPECS: dict[str, str] = {"demo": "demo_model", "demo-hard": "demo_hard_model"}
 
 
-def _load_demo() -> ResolvedModel:
-    """The bundled demo classifier (``demo_model.safetensors``) with the normalisation and frame
-    sampling its ``demo_model.json`` records (``mean``, ``std``, ``sampling.sampling_rate``)."""
+def _demo_info(spec: str) -> dict:
+    return json.loads((_DEMO_DIR / f"{DEMO_SPECS[spec]}.json").read_text(encoding="utf-8"))
+
+
+def _load_demo(spec: str = "demo") -> ResolvedModel:
+    """A bundled demo classifier (``demo``: the easy task's, ``demo-hard``: the hard task's) with the
+    normalisation and frame sampling its ``.json`` records (``mean``, ``std``, ``sampling.sampling_rate``)."""
     import dataclasses
 
     from safetensors.torch import load_file
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
-    info = json.loads(_DEMO_WEIGHTS.with_suffix(".json").read_text(encoding="utf-8"))
+    info = _demo_info(spec)
+    weights = _DEMO_DIR / f"{DEMO_SPECS[spec]}.safetensors"
     model = VideoMAEForVideoClassification(VideoMAEConfig(**info["config"]))
-    model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(_DEMO_WEIGHTS)).items()})
+    model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(weights)).items()})
     pre = preprocessing_from_config(model.config, {"image_mean": info["mean"], "image_std": info["std"]})
     rate = (info.get("sampling") or {}).get("sampling_rate")
     pre = dataclasses.replace(pre, sampling_rate=None if rate is None else int(rate))
-    return ResolvedModel(model.eval(), pre, "demo", {"kind": "demo", "path": "demo"})
+    return ResolvedModel(model.eval(), pre, spec, {"kind": "demo", "path": spec})
 
 
 # Video Swin's K400 test input (Liu et al.): 32 frames of 224 px, ImageNet mean / std, (B, C, T, H, W).
@@ -472,12 +481,12 @@ def resolve_model(
         pre = _preset_preprocessing(model, layout)
         return ResolvedModel(model, pre, f"preset:{spec}", {"kind": "preset", "path": spec})
 
-    if spec == "demo" and not path.exists():
+    if spec in DEMO_SPECS and not path.exists():
         if given:
-            cfg = json.loads(_DEMO_WEIGHTS.with_suffix(".json").read_text(encoding="utf-8"))["config"]
+            cfg = _demo_info(spec)["config"]
             clip = f"{cfg['num_frames']} frames of {cfg['image_size']}x{cfg['image_size']}"
-            raise _geometry_refused(given, f"the demo model takes {clip}, fixed by its config")
-        return _load_demo()
+            raise _geometry_refused(given, f"the {spec} model takes {clip}, fixed by its config")
+        return _load_demo(spec)
 
     if path.is_file():
         if path.suffix not in CHECKPOINT_SUFFIXES:
@@ -732,7 +741,8 @@ def load_model(
 
     Args:
         spec: a preset (``"videomae-b"``, ``"video-swin-t"``, ``"qwen2.5-vl-7b"``, ...: standard
-            sizes, random weights, built offline), ``"demo"`` (the bundled trained classifier), a
+            sizes, random weights, built offline), ``"demo"`` / ``"demo-hard"`` (the bundled trained
+            classifiers of the easy / hard demo task), a
             directory saved with ``save_pretrained``, a Hugging Face hub id (from the local cache
             when the hub cannot be reached), or a checkpoint file: a VideoMAE / VideoMAE V2
             model-zoo ``.pth``, a Video Swin checkpoint (torchvision or official layout).

@@ -288,17 +288,20 @@ def video_clip(
     return _fit(frames[positions[0]], hw), list(indices)
 
 
-def synthetic_clip(index: int, num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """Clip ``index`` of the demo's validation split, its 16 frames resampled to ``num_frames``
-    (spread evenly, repeated when more are asked) and resized to ``size`` (H, W) when needed.
+def synthetic_clip(
+    index: int, num_frames: int, size: tuple[int, int], task: str = "easy"
+) -> tuple[np.ndarray, int]:
+    """Clip ``index`` of the validation split of demo task ``task`` (``"easy"`` or ``"hard"``), its
+    16 frames resampled to ``num_frames`` (spread evenly, repeated when more are asked) and resized
+    to ``size`` (H, W) when needed.
 
     Returns uint8 (num_frames, H, W, 3) and the demo label.
     """
-    from stprune.demo.synthetic import generate_clip
+    from stprune.demo.tasks import generate_clip
 
     if index < 0:
         raise SettingError(f"clip must be >= 0; got {index}")
-    frames, label = generate_clip(index, "val")
+    frames, label = generate_clip(task, index, "val")
     return _fit(frames[synthetic_frame_ids(len(frames), num_frames)], size), label
 
 
@@ -399,9 +402,9 @@ def show(
     Args:
         model_spec: anything ``--model`` accepts.
         out: PNG path.
-        clip: index of a synthetic demo validation clip (default 0) unless ``video`` is given;
-            for another model than the demo one its frames are resampled and resized to the
-            model's input.
+        clip: index of a synthetic demo validation clip (default 0) unless ``video`` is given: of
+            the hard task for ``"demo-hard"``, else of the easy task; for another model than the
+            demo ones its frames are resampled and resized to the model's input.
         video: a video file; the model's frame count spread over it, resized and centre-cropped.
         method: a method that keeps positions (``"sta"``, ``"random"`` or ``"rlt"``).
         r / flops_target: the pruning setting (default: flops_target 0.7).
@@ -431,10 +434,11 @@ def show(
         source = str(video)
     else:
         index = 0 if clip is None else clip
-        frames, label = synthetic_clip(index, grid.num_frames, grid.image_size)
+        task = "hard" if model_spec == "demo-hard" else "easy"
+        frames, label = synthetic_clip(index, grid.num_frames, grid.image_size, task)
         ids = synthetic_frame_ids(NUM_FRAMES, grid.num_frames)
-        if model_spec == "demo":
-            source = f"demo validation clip {index} (label: {_class_name(model, label)})"
+        if model_spec in ("demo", "demo-hard"):
+            source = f"{task} demo validation clip {index} (label: {_class_name(model, label)})"
         else:
             source = (
                 f"synthetic demo clip {index} at {grid.num_frames}x{grid.image_size[0]}x{grid.image_size[1]}"

@@ -9,7 +9,8 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
-from stprune.demo.synthetic import DEFAULT_VAL_SEED, SPLITS, generate_clip
+from stprune.demo.synthetic import DEFAULT_VAL_SEED, SPLITS
+from stprune.demo.tasks import DEFAULT_TASK, check_task, generate_clip
 
 #: Codecs tried in order: libx264rgb (lossless RGB: the decoded frames are the generated ones,
 #: bit for bit), libx264 (lossless YUV 4:4:4 at crf 0: within 2 grey levels), mpeg4 (a PyAV build
@@ -95,8 +96,10 @@ def make_demo_videos(
     progress: bool = True,
     fps: int = 8,
     pix_fmt: str | None = None,
+    task: str = DEFAULT_TASK,
 ) -> Path:
-    """Write clips ``0 .. num-1`` of a synthetic split as mp4 files plus a list file.
+    """Write clips ``0 .. num-1`` of a synthetic split of demo task ``task`` (``"easy"``, the
+    default, or ``"hard"``) as mp4 files plus a list file.
 
     Files: ``out_dir/videos/<split>_<i:05d>.mp4`` and ``out_dir/<split>.txt`` with one
     ``videos/<split>_<i:05d>.mp4 <label>`` line per clip (paths relative to ``out_dir``, the VideoMAE
@@ -108,12 +111,13 @@ def make_demo_videos(
         raise ValueError(f"num must be an integer >= 1, got {num!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    check_task(task)
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     codec = pick_codec()
     lines = []
-    for i in tqdm(range(num), desc=f"writing {split} clips", disable=not progress, unit="clip"):
-        frames, label = generate_clip(i, split, seed)
+    for i in tqdm(range(num), desc=f"writing {split} clips ({task} task)", disable=not progress, unit="clip"):
+        frames, label = generate_clip(task, i, split, seed)
         rel = f"videos/{split}_{i:05d}.mp4"
         write_mp4(out / rel, frames, fps=fps, codec=codec, pix_fmt=pix_fmt)
         lines.append(f"{rel} {label}\n")
