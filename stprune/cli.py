@@ -357,11 +357,14 @@ def _run_flops(args: argparse.Namespace) -> int:
     if llm is not None:
         return _run_video_llm(args, llm, timed=False)
 
-    model = _resolve(args, weights=False).model  # presets and model directories on the meta device
+    resolved = _resolve(args, weights=False)  # presets and model directories on the meta device
+    model = resolved.model
     rows = _measure_flops(model, args)
     print_rows(rows, f"{args.model} - {get_adapter(model).describe()} - GFLOPs per clip (1 MAC = 1 FLOP)")
     if args.json:
-        write_json(args.json, {"model": args.model, "results": [r.as_dict() for r in rows]})
+        write_json(
+            args.json, {"model": args.model, "clip": resolved.clip, "results": [r.as_dict() for r in rows]}
+        )
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
@@ -453,7 +456,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         if ort:
             raise SettingError("--runtime onnxruntime is for the video encoders; a video LLM is not exported")
         return _run_video_llm(args, llm.to(args.device), timed=True)
-    model = _resolve(args).model.to(args.device)
+    resolved = _resolve(args)
+    model = resolved.model.to(args.device)
     rows = _measure_flops(model, args)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     with _status(args, "timing") as status:
@@ -491,6 +495,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             args.json,
             {
                 "model": args.model,
+                "clip": resolved.clip,
                 "device": args.device,
                 "batch_size": args.batch_size,
                 "threads": torch.get_num_threads(),
@@ -752,6 +757,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
     if summary is None:  # not rank 0
         return 0
+    settings = summary["settings"]
+    rate, size = settings["sampling_rate"], settings["image_size"]
+    taken = "consecutive frames" if rate == 1 else f"every {rate}{_ordinal_suffix(rate)} frame"
+    print(f"clip per view: {settings['num_frames']} frames x {size}x{size} ({taken} of the video)")
     if "sweep" in summary:
         return _print_sweep(summary, args.out)
 
@@ -788,6 +797,13 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _ordinal_suffix(n: int) -> str:
+    """``"st"``, ``"nd"``, ``"rd"`` or ``"th"``: 1st, 2nd, 3rd, 4th, 11th, 21st."""
+    if 10 <= n % 100 <= 20:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 def _print_sweep(result: dict, out: str) -> int:

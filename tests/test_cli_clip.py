@@ -56,6 +56,34 @@ def test_bench_prints_the_clip_above_its_table(zoo_pth, capsys):
     assert out.splitlines()[0] == "clip: 8 frames x 32x32"
 
 
+def test_flops_and_bench_json_record_the_clip(zoo_pth, tmp_path, capsys):
+    import json
+
+    for command, extra in (("flops", []), ("bench", QUICK)):
+        out = tmp_path / f"{command}.json"
+        code, _, err = run(
+            [command, "--model", str(zoo_pth), *GEOMETRY, "--r", "1", *extra, "--json", str(out)], capsys
+        )
+        assert code == 0, err
+        assert json.loads(out.read_text())["clip"] == "8 frames x 32x32"
+
+
+def test_eval_prints_the_clip_of_every_view(tmp_path, capsys):
+    from stprune.demo.videos import make_demo_videos
+
+    videos = make_demo_videos(tmp_path / "v", 2, progress=False)
+    code, out, err = run(
+        ["eval", "--model", "demo", "--data", str(videos), "--views", "1x1", "--out", str(tmp_path / "a")],
+        capsys,
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == "clip per view: 16 frames x 96x96 (consecutive frames of the video)"
+    argv = ["eval", "--model", "demo", "--data", str(videos), "--views", "1x1", "--sampling-rate", "2"]
+    code, out, err = run([*argv, "--r", "5", "10", "--out", str(tmp_path / "b")], capsys)  # a sweep
+    assert code == 0, err
+    assert out.splitlines()[0] == "clip per view: 16 frames x 96x96 (every 2nd frame of the video)"
+
+
 def test_flops_on_a_vjepa2_preset_at_another_frame_count_on_meta(capsys):
     code, out, err = run(["flops", "--model", "vjepa2-l", "--num-frames", "16", "--r", "8"], capsys)
     assert code == 0, err
