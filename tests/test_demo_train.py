@@ -115,3 +115,25 @@ def test_developer_scripts_refuse_bad_values_in_one_line(module, args, words, tm
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_check_measures_the_task_it_is_given(capsys):
+    """`python -m stprune.demo.check --task hard`: the hard task's bundled model on the hard task's
+    clips, its top-1 as computed here; the easy task's model scores otherwise on the same count."""
+    from stprune.demo import check
+    from stprune.demo.dataset import frames_to_pixel_values
+    from stprune.demo.model import load_demo_info, load_demo_model
+    from stprune.demo.synthetic_hard import generate_clips
+    from stprune.demo.tasks import model_path
+
+    num = 40
+    assert check.main(["--task", "hard", "--num", str(num), "--flops-target", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "hard task" in printed.splitlines()[0]
+    frames, labels = generate_clips(range(num), "val")
+    info = load_demo_info(model_path("hard").with_suffix(".json"))
+    x = frames_to_pixel_values(frames, info.mean, info.std)
+    with torch.no_grad():
+        pred = load_demo_model(task="hard")(pixel_values=x).logits.argmax(-1)
+    top1 = 100 * (pred == torch.as_tensor(labels)).float().mean().item()
+    assert f"unpruned: top-1 {top1:.2f}% on {num} val clips" in printed

@@ -1,7 +1,7 @@
 """Measure the demo's ingredients: generator speed, model throughput, validation top-1 (also from mp4
 round-tripped clips), and top-1 under STA at given FLOPs targets.
 
-    python -m stprune.demo.check [--num 600] [--flops-target 0.9 0.8 0.7 0.6 0.5] [--mp4]
+    python -m stprune.demo.check [--task easy|hard] [--num 600] [--flops-target 0.9 0.8 0.7 0.6 0.5] [--mp4]
 
 Prints one line per measurement; the numbers in the demo's docs come from this script.
 """
@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from stprune.demo.dataset import frames_to_pixel_values
-from stprune.demo.model import DEMO_WEIGHTS, load_demo_info, load_demo_model
-from stprune.demo.synthetic import DEFAULT_VAL_SEED, generate_clips
+from stprune.demo.model import load_demo_info, load_demo_model
+from stprune.demo.synthetic import DEFAULT_VAL_SEED
+from stprune.demo.tasks import TASKS, model_path, task_module
 
 
 class _Clips(torch.utils.data.Dataset):
@@ -58,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stprune.methods import encoder_methods
 
     p = OneLineParser(prog="python -m stprune.demo.check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=DEMO_WEIGHTS)
+    p.add_argument("--task", choices=list(TASKS), default="easy", help="demo task (default easy)")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="model weights (default: the task's bundled model)"
+    )
     p.add_argument("--num", type=positive_int, default=600, help="validation clips")
     p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_VAL_SEED, help="validation split seed")
     p.add_argument("--batch-size", type=positive_int, default=32)
@@ -67,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--method", default="sta", choices=sorted(encoder_methods()))
     p.add_argument("--mp4", action="store_true", help="also score clips written to mp4 and decoded")
     args = p.parse_args(argv)
+    if args.weights is None:
+        args.weights = model_path(args.task)
     weights = args.weights.with_suffix(".json")
     if not args.weights.is_file() or not weights.is_file():
         p.error(f"--weights {str(args.weights)!r}: needs the file and its {weights.name} beside it")
@@ -75,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info = load_demo_info(weights)
     model = load_demo_model(args.weights)
-    print(f"machine: torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: torch {torch.__version__}, {torch.get_num_threads()} threads; {args.task} task")
 
     t0 = time.perf_counter()
-    frames, labels = generate_clips(range(args.num), "val", args.seed)
+    frames, labels = task_module(args.task).generate_clips(range(args.num), "val", args.seed)
     gen_ms = (time.perf_counter() - t0) / args.num * 1000
     print(f"generator: {gen_ms:.2f} ms/clip ({args.num} clips, {frames.shape[1:]} uint8)")
     x = frames_to_pixel_values(frames, info.mean, info.std)
