@@ -12,7 +12,7 @@ share of clips that lose every spark token, and top-1 on the clips that keep at 
 Only methods that keep positions (STA, random, RLT) have a trace of kept positions; merging
 methods (ToMe, vid-TLDR) are left out.
 
-    python benchmarks/hard_task_spark.py                       # 1000 clips, 0.7x and 0.5x
+    python benchmarks/hard_task_spark.py                       # 1000 clips, 0.7x, 0.5x, r=18,18,10
     python benchmarks/hard_task_spark.py --clips 200 --targets 0.5
     python benchmarks/hard_task_spark.py --json benchmarks/results/hard_task_spark.json
 """
@@ -107,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips", type=int, default=1000, help="validation clips (default 1000, the demo's)")
     p.add_argument("--targets", type=float, nargs="+", default=[0.7, 0.5], help="FLOPs targets")
+    p.add_argument(
+        "--sta-r",
+        type=int,
+        nargs="*",
+        default=[18, 18, 10],
+        help="also STA at this r per stage (default 18 18 10: the most front-loaded paper schedule near "
+        "0.5x; none to skip)",
+    )
     p.add_argument("--min-diff", type=int, default=24, help="grey levels that make a cell a spark cell")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             (f"random {target}", {"method": "random", "flops_target": target}),
             (f"rlt {target}", {"method": "rlt", "flops_target": target}),
         ]
+    if args.sta_r:
+        settings.append((f"sta r={','.join(map(str, args.sta_r))}", {"method": "sta", "r": list(args.sta_r)}))
     print(
         f"{args.clips} hard-task validation clips; spark tokens per clip: mean {total.mean():.1f} of "
         f"{cells.shape[1]} (min {int(total.min())}, max {int(total.max())})"
