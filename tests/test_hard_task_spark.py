@@ -46,10 +46,11 @@ def test_the_script_runs_and_writes_its_table(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = {r["setting"]: r for r in json.loads(out.read_text())["rows"]}
-    assert list(rows) == ["unpruned", "sta 0.7", "random 0.7", "rlt 0.7"]
+    assert list(rows) == ["unpruned", "sta 0.7", "random 0.7", "rlt 0.7", "sta r=18,18,10"]
+    assert rows["sta r=18,18,10"]["r"] == [18, 18, 10] and rows["sta r=18,18,10"]["flops_ratio"] < 0.5
     assert rows["unpruned"]["spark_kept_after_last_point"] == 100.0
-    for name in ("sta 0.7", "random 0.7", "rlt 0.7"):
+    assert all(0.6 < rows[name]["flops_ratio"] <= 0.7 for name in ("sta 0.7", "random 0.7", "rlt 0.7"))
+    for name in ("sta 0.7", "random 0.7", "rlt 0.7", "sta r=18,18,10"):
         row = rows[name]
-        assert 0.6 < row["flops_ratio"] <= 0.7
         assert row["spark_kept_after_last_point"] <= row["spark_kept_after_first_point"] <= 100.0
         assert 0 < row["tokens_kept_after_last_point"] < 100
