@@ -39,7 +39,9 @@ def _open(path: str | os.PathLike):  # noqa: ANN202 - av.container.InputContaine
     try:
         container = av.open(str(p), mode="r")
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise VideoDecodeError(f"cannot open {str(p)!r}: {e}") from e
+        # FFmpeg's reason without its errno and the repeated file name ("[Errno 1094995529] ...: 'x'")
+        reason = getattr(e, "strerror", None) or str(e)
+        raise VideoDecodeError(f"cannot open {str(p)!r}: {reason} (not a video FFmpeg can read)") from e
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"no video stream in {str(p)!r}")
