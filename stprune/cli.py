@@ -200,8 +200,8 @@ def _add_geometry(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args: argparse.Namespace, weights: bool = True) -> object:
-    """``--model`` with ``--num-heads / --num-frames / --image-size``, as a ResolvedModel; prints the
-    clip every figure below assumes (one line, stdout)."""
+    """``--model`` with ``--num-heads / --num-frames / --image-size``, as a ResolvedModel (the caller
+    prints its ``clip`` once the setting is known to be valid, so an error comes alone)."""
     from stprune.architectures.loading import load_model
 
     resolved = load_model(
@@ -211,7 +211,6 @@ def _resolve(args: argparse.Namespace, weights: bool = True) -> object:
         image_size=args.image_size,
         weights=weights,
     )
-    print(f"clip: {resolved.clip}")
     return resolved
 
 
@@ -360,6 +359,7 @@ def _run_flops(args: argparse.Namespace) -> int:
     resolved = _resolve(args, weights=False)  # presets and model directories on the meta device
     model = resolved.model
     rows = _measure_flops(model, args)
+    print(f"clip: {resolved.clip}")
     print_rows(rows, f"{args.model} - {get_adapter(model).describe()} - GFLOPs per clip (1 MAC = 1 FLOP)")
     if args.json:
         write_json(
@@ -459,6 +459,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     resolved = _resolve(args)
     model = resolved.model.to(args.device)
     rows = _measure_flops(model, args)
+    print(f"clip: {resolved.clip}")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     with _status(args, "timing") as status:
         if ort:
@@ -579,13 +580,15 @@ def _run_export(args: argparse.Namespace) -> int:
             f"--method {args.method} needs --r R or --flops-target X (an export has static token counts; "
             "without either, the unpruned model is exported)"
         )
-    model = _resolve(args).model
+    resolved = _resolve(args)
+    model = resolved.model
     adapter = get_adapter(model)
     if args.r is not None or args.flops_target is not None:
         # Video Swin: the shifted-window layout with static shapes (the padded one reads a count on the host)
         options = {"shifted_windows": "static"} if isinstance(adapter, VideoSwinAdapter) else {}
         r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
         stprune.patch(model, method=args.method or "sta", r=r, flops_target=args.flops_target, **options)
+    print(f"clip: {resolved.clip}")
     example = next(iter(adapter.example_inputs(args.batch_size).values()))
     with _status(args, f"exporting to {args.out}"):
         result = export(

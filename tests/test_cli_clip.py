@@ -142,3 +142,12 @@ def test_fast_sinusoid_table_equals_transformers_bitwise():
     assert modeling_videomae.get_sinusoid_encoding_table is original  # put back after the build
     table = model.videomae.embeddings.position_embeddings
     assert torch.equal(table, original(1568, 384))
+
+
+@pytest.mark.parametrize("command", ["flops", "bench", "export"])
+def test_a_bad_setting_is_the_only_output(command, tmp_path, capsys):
+    """The clip line comes with the figures: a refused setting prints nothing on stdout."""
+    extra = {"flops": [], "bench": QUICK, "export": ["--out", str(tmp_path / "m.onnx")]}[command]
+    code, out, err = run([command, "--model", "demo", "--r", "100", *extra], capsys)
+    assert_one_line_error(code, err, command, "r=100 is too large for groups of 36 tokens")
+    assert out == ""
