@@ -61,6 +61,23 @@ class PatchInfo:
         """Estimated FLOPs(pruned) / FLOPs(unpruned)."""
         return self.macs / self.macs_unpruned
 
+    def __str__(self) -> str:
+        """One line: the method, where it prunes, the tokens per block and the FLOPs ratio, e.g.
+        ``sta: after blocks 0, 2, 4 (r=10, 10, 10); tokens in the first / last block 288 / 148; est.
+        FLOPs ratio 0.680 (0.7074 of 1.04 GMACs per sample)``."""
+        parts = [self.method]
+        if self.stages:
+            where = ", ".join(
+                "before block 0" if s.after_block < 0 else str(s.after_block) for s in self.stages
+            )
+            rs = ", ".join(str(s.r) for s in self.stages)
+            parts.append(f"after blocks {where} (r={rs})".replace("after blocks before", "before"))
+            blocks = self.plan.tokens_per_block
+            parts.append(f"tokens in the first / last block {blocks[0]} / {blocks[-1]}")
+        gmacs = f"{self.macs / 1e9:.4g} of {self.macs_unpruned / 1e9:.4g} GMACs per sample"
+        parts.append(f"est. FLOPs ratio {self.flops_ratio:.3f} ({gmacs})")
+        return f"{parts[0]}: " + "; ".join(parts[1:])
+
 
 def patch(
     model: nn.Module,

@@ -265,3 +265,22 @@ def test_input_with_wrong_frame_count_raises_before_output(videomae):
     stprune.patch(videomae, r=2)
     with pytest.raises(ValueError, match=r"has 12 frames .* num_frames=16"):
         logits(videomae, clip(frames=12))
+
+
+def test_patch_info_prints_as_one_readable_line():
+    from stprune.architectures.loading import load_model
+
+    model = load_model("demo").model
+    stprune.patch(model, flops_target=0.7)
+    info = stprune.patch_info(model)
+    text = str(info)
+    assert "\n" not in text
+    assert text.startswith(
+        "sta: after blocks 0, 2, 4 (r=10, 10, 10); tokens in the first / last block 288 / 148"
+    )
+    assert f"est. FLOPs ratio {info.flops_ratio:.3f} ({info.macs / 1e9:.4g} of" in text
+    stprune.unpatch(model)
+    stprune.patch(model, method="rlt", r=83)
+    assert str(stprune.patch_info(model)).startswith(
+        "rlt: before block 0 (r=83); tokens in the first / last block 205"
+    )
