@@ -246,7 +246,7 @@ def test_cli_export_refusals_in_one_line(model_dir, tmp_path, capsys):
     assert "is a video LLM" in capsys.readouterr().err
 
 
-def test_cli_bench_in_onnxruntime(model_dir, tmp_path):
+def test_cli_bench_in_onnxruntime(model_dir, tmp_path, capsys):
     out = tmp_path / "b.json"
     args = ["bench", "--model", str(model_dir), "--r", "2", "--runtime", "onnxruntime", "--iters", "1"]
     args += ["--warmup", "0", "--rounds", "2", "--json", str(out)]
@@ -255,6 +255,8 @@ def test_cli_bench_in_onnxruntime(model_dir, tmp_path):
     assert res["runtime"] == "onnxruntime" and [r["setting"] for r in res["results"]] == ["unpruned", "r=2"]
     assert all(r["latency_ms"] > 0 and float(r["max |diff|"]) <= 1e-4 for r in res["results"])
     assert res["results"][0]["speedup"] == 1.0
+    printed = capsys.readouterr().out
+    assert "fwd MiB" not in printed and "forward memory: not measured in this runtime" in printed
 
 
 def test_cli_bench_onnxruntime_refuses_what_it_cannot_run(model_dir, capsys):

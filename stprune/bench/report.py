@@ -106,8 +106,11 @@ def print_rows(rows: Sequence[Row], title: str, console: Console | None = None, 
     columns = [("method", "left"), ("setting", "left"), ("r per stage", "left")]
     columns += [("GFLOPs", "right"), ("ratio", "right")]
     columns += [(k, "right") for k in extra_keys]
+    # ONNX Runtime's rows have no memory figure: no column rather than a column of "-"
+    memory = any(r.speed is not None and r.speed.forward_memory_mb is not None for r in rows)
     if timed:
-        columns += [(c, "right") for c in ["clips/s", "latency ms", "speedup", "1/ratio", "fwd MiB"]]
+        columns += [(c, "right") for c in ["clips/s", "latency ms", "speedup", "1/ratio"]]
+        columns += [("fwd MiB", "right")] if memory else []
     if tokens:
         columns.append(("tokens per block", "left"))
     table_rows = []
@@ -128,12 +131,13 @@ def print_rows(rows: Sequence[Row], title: str, console: Console | None = None, 
                 "-" if s is None else f"{s.latency_ms:.1f}",
                 "-" if r.speedup is None else f"{r.speedup:.2f}x",
                 f"{1 / r.ratio:.2f}x",
-                "-" if mem is None else f"{mem:.1f}",
             ]
+            cells += (["-" if mem is None else f"{mem:.1f}"]) if memory else []
         if tokens:
             cells.append(compact_tokens(r.tokens_per_block))
         table_rows.append(cells)
-    print_table(title, columns, table_rows, console, notes=[MEMORY_NOTE] if timed else [])
+    notes = [MEMORY_NOTE if memory else "forward memory: not measured in this runtime"] if timed else []
+    print_table(title, columns, table_rows, console, notes=notes)
 
 
 def _fmt(v: object) -> str:
