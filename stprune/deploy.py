@@ -510,8 +510,9 @@ def _check(
     result.max_abs_diff = diff
     if not diff <= atol:
         hint = (
-            "; a pruned model keeps other tokens where two scores tie within float rounding (common on "
-            "random weights): if another example clip passes, that is what happened here"
+            "; on random weights pruning can amplify float rounding (two scores that tie keep other "
+            "tokens; vid-TLDR's entropy normalisation): if another clip or a trained model passes, that "
+            "is what happened here"
             if result.method
             else ""
         )
