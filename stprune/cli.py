@@ -720,6 +720,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from stprune.core.schedule import plural
+    from stprune.eval.plan import clip_description
     from stprune.eval.runner import run_eval
 
     package = str(Path(__file__).resolve().parent)
@@ -757,13 +758,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             precision=args.precision,
             progress=_progress(args),
+            on_start=lambda settings: tqdm.write(f"clip per view: {clip_description(settings)}"),
         )
     if summary is None:  # not rank 0
         return 0
-    settings = summary["settings"]
-    rate, size = settings["sampling_rate"], settings["image_size"]
-    taken = "consecutive frames" if rate == 1 else f"every {rate}{_ordinal_suffix(rate)} frame"
-    print(f"clip per view: {settings['num_frames']} frames x {size}x{size} ({taken} of the video)")
     if "sweep" in summary:
         return _print_sweep(summary, args.out)
 
@@ -800,13 +798,6 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def _ordinal_suffix(n: int) -> str:
-    """``"st"``, ``"nd"``, ``"rd"`` or ``"th"``: 1st, 2nd, 3rd, 4th, 11th, 21st."""
-    if 10 <= n % 100 <= 20:
-        return "th"
-    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 def _print_sweep(result: dict, out: str) -> int:

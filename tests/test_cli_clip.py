@@ -82,6 +82,36 @@ def test_eval_prints_the_clip_of_every_view(tmp_path, capsys):
     code, out, err = run([*argv, "--r", "5", "10", "--out", str(tmp_path / "b")], capsys)  # a sweep
     assert code == 0, err
     assert out.splitlines()[0] == "clip per view: 16 frames x 96x96 (every 2nd frame of the video)"
+    argv = ["eval", "--model", "demo", "--data", str(videos), "--views", "1x1", "--protocol", "ssv2"]
+    code, out, err = run([*argv, "--out", str(tmp_path / "c")], capsys)
+    assert code == 0, err
+    assert (
+        out.splitlines()[0]
+        == "clip per view: 16 frames x 96x96 (one frame from each of 16 equal segments of the video)"
+    )
+
+
+def test_eval_says_its_clip_before_the_first_video(tmp_path):
+    """run_eval's on_start sees the checked settings before any prediction is written."""
+    from stprune.demo.videos import make_demo_videos
+    from stprune.eval.plan import clip_description
+    from stprune.eval.runner import run_eval
+
+    videos = make_demo_videos(tmp_path / "v", 2, progress=False)
+    seen = []
+
+    def on_start(settings):
+        seen.append((clip_description(settings), (tmp_path / "o" / "predictions.jsonl").exists()))
+
+    summary = run_eval("demo", videos, tmp_path / "o", views="1x1", progress=False, on_start=on_start)
+    assert seen == [("16 frames x 96x96 (consecutive frames of the video)", False)]
+    assert summary["num_evaluated"] == 2
+    assert clip_description({**summary["settings"], "sampling_rate": 21}).endswith(
+        "(every 21st frame of the video)"
+    )
+    assert clip_description({**summary["settings"], "sampling_rate": 12}).endswith(
+        "(every 12th frame of the video)"
+    )
 
 
 def test_flops_on_a_vjepa2_preset_at_another_frame_count_on_meta(capsys):

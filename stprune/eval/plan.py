@@ -176,6 +176,21 @@ def warn_labels(entries: list[VideoEntry], classes: int | None, list_file: Path)
 # --------------------------------------------------------------------------------------------
 
 
+def clip_description(settings: dict[str, Any]) -> str:
+    """The clip every view of a run is, from its :func:`common_settings`: e.g. ``16 frames x 224x224
+    (every 4th frame of the video)``, ``... (consecutive frames ...)``, or for ``--protocol ssv2``
+    ``... (one frame from each of 16 equal segments of the video)``."""
+    frames, size, rate = settings["num_frames"], settings["image_size"], settings["sampling_rate"]
+    if settings["protocol"] == "ssv2" or rate is None:
+        taken = f"one frame from each of {frames} equal segments"
+    elif rate == 1:
+        taken = "consecutive frames"
+    else:
+        suffix = "th" if 10 <= rate % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rate % 10, "th")
+        taken = f"every {rate}{suffix} frame"
+    return f"{frames} frames x {size}x{size} ({taken} of the video)"
+
+
 def common_settings(
     model: str,
     resolved: ResolvedModel,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ def run_eval(
     rlt_threshold: float | Sequence[float] | None = None,
     sweep: bool | None = None,
     preprocessing: Preprocessing | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate ``model`` on the videos of ``data``; write rows and a summary under ``out``.
 
@@ -107,6 +108,9 @@ def run_eval(
     "settings", "run"}``; None on other ranks. Raises a StpruneError (SettingError, InputError,
     MissingFileError: all ValueError or FileNotFoundError) for bad settings (before any work) and
     for an ``out`` directory that holds results of different settings (unless ``overwrite``).
+    ``on_start``: called on rank 0 with the run's shared settings (what ``summary["settings"]``
+    records; :func:`~stprune.eval.plan.clip_description` words its clip) once they are checked,
+    before the first video.
     Warns (UserWarning) about labels outside the model's classes, videos shorter than the
     sampling window (their clips repeat frames) and sweep settings the model cannot take.
     """
@@ -153,6 +157,8 @@ def run_eval(
         state = check_folders(ctx, opts, common, targets, overwrite)
         todo, complete = videos_left(ctx, entries, targets)
         mine = shard(todo, ctx.rank, ctx.world_size)
+        if ctx.is_main and on_start is not None:
+            on_start(common)
         if ctx.is_main and progress:
             say_resuming(opts, state, targets, len(entries), complete, len(todo))
 
