@@ -16,6 +16,18 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature
+        """As argparse's, but an unrecognised argument is reported by the sub-command that was given
+        (``stprune flops: error: unrecognized arguments: --bogus (see 'stprune flops --help')``),
+        whose help lists its options, rather than by the top-level parser."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            sub = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+            command = getattr(namespace, sub.dest, None) if sub is not None and sub.dest else None
+            parser = sub.choices.get(command, self) if sub is not None else self
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
 
 def int_at_least(text: str, low: int) -> int:
     """``text`` as an integer >= ``low``, or argparse's one-line error naming the value."""

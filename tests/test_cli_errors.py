@@ -230,3 +230,19 @@ def test_flops_skips_an_unreachable_target_and_keeps_the_others(capsys):
     assert "warning: skipped sta flops_target=0.5" in err and "lowest achievable FLOPs ratio" in err
     assert main(["flops", "--model", "video-swin-t", "--flops-target", "0.5", "0.4"]) == 2  # nothing can run
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra"),
+    [
+        (["flops", "--model", "demo", "--bogus"], "--bogus"),
+        (["export", "--model", "demo", "--flops-target", "0.7", "0.5", "--out", "x.onnx"], "0.5"),
+        (["make-demo-videos", "--out", "d", "--num", "2", "stray"], "stray"),
+    ],
+)
+def test_an_unknown_argument_is_named_by_its_subcommand(argv, extra, capsys):
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(
+        code, err, argv[0], f"unrecognized arguments: {extra}", f"'stprune {argv[0]} --help'"
+    )
+    assert out == ""
