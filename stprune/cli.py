@@ -297,11 +297,28 @@ def _video_llm_model(args: argparse.Namespace, weights: bool) -> object | None:
     return load_model(args.model, weights=weights).model  # its video: --num-frames / --image-size
 
 
-def _video_llm_prompt(args: argparse.Namespace) -> object:
+def _video_llm_prompt(args: argparse.Namespace, model: object) -> object:
+    """The prompt a video LLM's costs are counted on: --num-frames / --image-size, else a preset's
+    reference clip (``VIDEO_LLM_CLIPS``), else the family's example; a frame count or size the model
+    cannot take is refused naming the option."""
+    from stprune.architectures.presets import VIDEO_LLM_CLIPS
     from stprune.bench.video_llm import Prompt
+    from stprune.errors import SettingError
+    from stprune.models import get_adapter
 
-    size = None if args.image_size is None else (args.image_size, args.image_size)
-    return Prompt(args.num_frames, size, 64 if args.prompt_tokens is None else args.prompt_tokens)
+    frames, side = VIDEO_LLM_CLIPS.get(args.model, (None, None))
+    frames = frames if args.num_frames is None else args.num_frames
+    side = side if args.image_size is None else args.image_size
+    size = None if side is None else (side, side)
+    prompt = Prompt(frames, size, 64 if args.prompt_tokens is None else args.prompt_tokens)
+    try:
+        get_adapter(model).prompt_layout(prompt.num_frames, prompt.size, prompt.text_tokens)
+    except SettingError as err:
+        given = [
+            f"{o} {v}" for o, v in (("--num-frames", args.num_frames), ("--image-size", args.image_size)) if v
+        ]
+        raise SettingError(f"{', '.join(given)}: {err}" if given else str(err)) from None
+    return prompt
 
 
 def _run_video_llm(args: argparse.Namespace, model: object, timed: bool) -> int:
@@ -316,7 +333,7 @@ def _run_video_llm(args: argparse.Namespace, model: object, timed: bool) -> int:
             "--flops-target is not defined for a video LLM (a prefill's FLOPs depend on the prompt); give "
             "--keep-ratio X (fraction of the video's tokens kept) or --r R (tokens dropped per temporal slot)"
         )
-    prompt = _video_llm_prompt(args)
+    prompt = _video_llm_prompt(args, model)
     notes: list[str] = []
     rows = video_llm_rows(model, [args.method], args.keep_ratio, args.r, prompt, on_skip=notes.append)
     if len(rows) == 1:

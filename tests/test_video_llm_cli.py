@@ -104,6 +104,26 @@ def test_flops_on_a_checkpoint_sized_preset(capsys, tmp_path):
     assert rows["unpruned"]["kv_cache_mib_bf16"] == pytest.approx(8258 * 2 * 28 * 512 * 2 / 2**20)
 
 
+@pytest.mark.parametrize(
+    ("model", "prompt"),
+    [
+        (
+            "qwen2.5-vl-7b",
+            "prompt: one video (64 frames of 448x448, 32 x 16 x 16 = 8192 tokens) between 64 text",
+        ),
+        ("llava-onevision-7b", "prompt: one video (32 frames, 32 x 14 x 14 = 6272 tokens) between 64 text"),
+    ],
+)
+def test_flops_without_a_clip_counts_the_presets_reference_video(model, prompt, capsys):
+    """No --num-frames / --image-size: the README table's video, stated, not a toy example."""
+    code, out, err = run(["flops", "--model", model, "--keep-ratio", "0.5"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(prompt)
+    code, out, err = run(["flops", "--model", model, "--keep-ratio", "0.5", "--num-frames", "1"], capsys)
+    assert code == 0, err
+    assert "(1 frame" in out.splitlines()[0]
+
+
 def test_bench_runs_on_the_small_preset(capsys):
     argv = ["bench", "--model", "qwen2.5-vl-mini", "--keep-ratio", "0.5", "--num-frames", "4"]
     argv += ["--image-size", "56", "--prompt-tokens", "4", "--rounds", "1", "--iters", "1", "--warmup", "0"]
@@ -118,6 +138,10 @@ def test_bench_runs_on_the_small_preset(capsys):
         (["flops", "--model", "qwen2.5-vl-7b", "--keep-ratio", "0"], "--keep-ratio"),
         (["flops", "--model", "qwen2.5-vl-7b", "--keep-ratio", "1.5"], "(0, 1]"),
         (["flops", "--model", "qwen2.5-vl-7b", "--flops-target", "0.5"], "--flops-target is not defined"),
+        (
+            ["flops", "--model", "qwen2.5-vl-7b", "--keep-ratio", "0.5", "--image-size", "10"],
+            "--image-size 10: height must be an int >= 28; got 10",
+        ),
         (
             ["flops", "--model", "qwen2.5-vl-7b", "--keep-ratio", "0.5", "--image-size", "100"],
             "multiples of 28",

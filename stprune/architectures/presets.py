@@ -26,7 +26,14 @@ from torch import nn
 
 from stprune.errors import SettingError
 
-__all__ = ["PRESETS", "VIDEO_LLM_FAMILIES", "build_preset", "is_video_llm_preset", "preset_names"]
+__all__ = [
+    "PRESETS",
+    "VIDEO_LLM_CLIPS",
+    "VIDEO_LLM_FAMILIES",
+    "build_preset",
+    "is_video_llm_preset",
+    "preset_names",
+]
 
 # the vision tower of Qwen2.5-VL-3B / 7B (the config class's defaults are not these)
 _QWEN2_5_VL_TOWER = dict(
@@ -294,6 +301,20 @@ def _fast_sinusoid_table() -> Iterator[None]:
 
 #: families of the video-LLM presets (``build_preset`` returns their ``*ForConditionalGeneration``)
 VIDEO_LLM_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "llava_onevision")
+
+
+#: The video a video-LLM preset's costs are counted at when no --num-frames / --image-size is given
+#: (frames, side in pixels; None: the family's fixed size): the README's cost table's clip (64 frames
+#: at 448 px for Qwen; LLaVA-OneVision's 32 frames at its fixed 384 px) and the CPU benchmark's.
+VIDEO_LLM_CLIPS: dict[str, tuple[int, int | None]] = {
+    "qwen2.5-vl-3b": (64, 448),
+    "qwen2.5-vl-7b": (64, 448),
+    "qwen2.5-vl-mini": (32, 224),
+    "qwen3-vl-4b": (64, 448),
+    "qwen3-vl-8b": (64, 448),
+    "llava-onevision-0.5b": (32, None),
+    "llava-onevision-7b": (32, None),
+}
 
 
 def preset_names() -> list[str]:

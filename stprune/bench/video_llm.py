@@ -26,6 +26,7 @@ from torch import nn
 import stprune
 from stprune.adapters import get_adapter
 from stprune.bench.speed import SpeedResult, forward_memory_mb, measure_speed
+from stprune.core.schedule import plural
 from stprune.errors import SettingError, StpruneError
 from stprune.methods import get_method
 from stprune.pruning.video_llm import PromptCost, build_video_llm_pruner, prompt_cost
@@ -46,12 +47,18 @@ class Prompt:
     text_tokens: int = 64
 
     def describe(self, cost: PromptCost) -> str:
+        """E.g. ``one video (64 frames of 448x448, 32 x 16 x 16 = 8192 tokens) between 64 text
+        tokens: 8258 tokens in all``; the family's example clip when no frame count is set."""
         t, h, w = cost.grids[0]
+        if self.num_frames is None:
+            video = "the model family's example video"
+        else:
+            video = plural(self.num_frames, "frame")
+        if self.size is not None:
+            video += f" of {self.size[0]}x{self.size[1]}"
         return (
-            f"one video ({self.num_frames or 'default'} frames"
-            + (f" of {self.size[0]}x{self.size[1]}" if self.size else "")
-            + f", {t} x {h} x {w} = {cost.video_tokens} tokens) between {self.text_tokens} text tokens: "
-            f"{cost.length} tokens in all"
+            f"one video ({video}, {t} x {h} x {w} = {cost.video_tokens} tokens) between {self.text_tokens} "
+            f"text tokens: {cost.length} tokens in all"
         )
 
 
