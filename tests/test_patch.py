@@ -284,3 +284,21 @@ def test_patch_info_prints_as_one_readable_line():
     assert str(stprune.patch_info(model)).startswith(
         "rlt: before block 0 (r=83); tokens in the first / last block 205"
     )
+
+
+def test_method_lists_in_errors_are_complete_and_right_for_the_model():
+    from stprune.errors import SettingError, UnsupportedModelError
+    from stprune.methods import encoder_methods
+
+    model = tiny_videomae()
+    with pytest.raises(SettingError) as err:
+        stprune.patch(model, method="foo", r=2)
+    assert str(err.value) == (
+        f"unknown method 'foo'; available: {', '.join(encoder_methods())}, "
+        "and for video LLMs only dycoke, evs"
+    )
+    assert "vid_tldr" in encoder_methods()
+    with pytest.raises(
+        UnsupportedModelError, match="is an encoder: use one of sta, tome, random, rlt, vid_tldr$"
+    ):
+        stprune.patch(model, method="dycoke", r=2)

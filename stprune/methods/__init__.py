@@ -75,7 +75,11 @@ def get_method(method: str | Method, options: dict[str, Any] | None = None) -> M
             f"{type(method).__name__}"
         )
     if method not in METHODS:
-        raise SettingError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
+        llm = sorted(m for m in METHODS if m not in encoder_methods())
+        raise SettingError(
+            f"unknown method {method!r}; available: {', '.join(encoder_methods())}, and for video LLMs "
+            f"only {', '.join(llm)}"
+        )
     cls = METHODS[method]
     mine = {k: options.pop(k) for k in list(options or ()) if k in cls.option_names} if options else {}
     return cls(**mine)

@@ -50,10 +50,11 @@ def build_pruner(
             "takes r (tokens dropped per group) or flops_target"
         )
     if method.video_only:
+        from stprune.methods import encoder_methods
+
         raise UnsupportedModelError(
             f"method {method.name!r} selects among a video LLM's video tokens; "
-            f"{type(adapter.model).__name__} "
-            "is an encoder: use sta, tome, random or rlt"
+            f"{type(adapter.model).__name__} is an encoder: use one of {', '.join(encoder_methods())}"
         )
     if method.input_level:
         if isinstance(adapter, SequenceAdapter):
