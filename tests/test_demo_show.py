@@ -172,6 +172,8 @@ def test_show_predicts_what_the_pruned_model_predicts(tmp_path):
     assert (res.prediction, res.prediction_unpruned) == (pruned, unpruned)
     names = load_demo_info().class_names
     assert f"prediction: {names[pruned]} (class {pruned})" in res.title
+    ratio = stprune.patch_info(model).flops_ratio  # a ViT's plan is what every clip uses
+    assert res.title.startswith(f"sta, FLOPs ratio {ratio:.2f} on this clip: ") and "planned" not in res.title
     assert [sm.kept for sm in res.stages] == [288 - 8 * 8, 224 - 4 * 8, 192 - 2 * 8]  # T0, T0/2, T0/4 groups
 
 

@@ -372,8 +372,13 @@ def show_model(
         stprune.unpatch(model)
     pred = int(logits.argmax(-1)[0])
     setting = f"threshold {threshold}, " if threshold is not None else ""
+    # what this clip used; where that depends on the clip (RLT's threshold mode, Video Swin's padded
+    # windows), also the planned figure that flops / patch_info report
+    used = f"FLOPs ratio {ratio:.2f} on this clip"
+    if threshold is None and abs(ratio - info.flops_ratio) >= 0.005:
+        used += f" (planned {info.flops_ratio:.3f})"
     title = (
-        f"{method}, {setting}FLOPs ratio {ratio:.2f}: {source}\n"
+        f"{method}, {setting}{used}: {source}\n"
         f"prediction: {_class_name(model, pred)}; unpruned: {_class_name(model, unpruned)}"
     )
     fig = kept_figure(frames, masks, grid, title, frame_ids)
