@@ -66,16 +66,29 @@ class PatchInfo:
         ``sta: after blocks 0, 2, 4 (r=10, 10, 10); tokens in the first / last block 288 / 148; est.
         FLOPs ratio 0.680 (0.7074 of 1.04 GMACs per sample)``."""
         parts = [self.method]
+        per_clip = any(s.r is None for s in self.stages)  # RLT's threshold mode
         if self.stages:
             where = ", ".join(
                 "before block 0" if s.after_block < 0 else str(s.after_block) for s in self.stages
             )
-            rs = ", ".join(str(s.r) for s in self.stages)
+            rs = ", ".join("chosen per clip" if s.r is None else str(s.r) for s in self.stages)
             parts.append(f"after blocks {where} (r={rs})".replace("after blocks before", "before"))
-            blocks = self.plan.tokens_per_block
-            parts.append(f"tokens in the first / last block {blocks[0]} / {blocks[-1]}")
+            if not per_clip:
+                blocks = self.plan.tokens_per_block
+                parts.append(f"tokens in the first / last block {blocks[0]} / {blocks[-1]}")
         gmacs = f"{self.macs / 1e9:.4g} of {self.macs_unpruned / 1e9:.4g} GMACs per sample"
-        parts.append(f"est. FLOPs ratio {self.flops_ratio:.3f} ({gmacs})")
+        if per_clip:
+            parts.append(
+                f"est. FLOPs ratio <= {self.flops_ratio:.3f} ({gmacs}): the tokens kept follow each clip, "
+                "stprune.last_macs(model) gives what each clip of the last forward used"
+            )
+        elif not self.stages:  # a video LLM: counted on its family's example prompt
+            parts.append(
+                f"est. FLOPs ratio {self.flops_ratio:.3f} on the family's example prompt ({gmacs}); "
+                "stprune.prompt_cost(model, ...) counts another"
+            )
+        else:
+            parts.append(f"est. FLOPs ratio {self.flops_ratio:.3f} ({gmacs})")
         return f"{parts[0]}: " + "; ".join(parts[1:])
 
 

@@ -302,3 +302,13 @@ def test_method_lists_in_errors_are_complete_and_right_for_the_model():
         UnsupportedModelError, match="is an encoder: use one of sta, tome, random, rlt, vid_tldr$"
     ):
         stprune.patch(model, method="dycoke", r=2)
+
+
+def test_patch_info_line_in_rlt_threshold_mode_says_the_count_follows_the_clip():
+    from stprune.architectures.loading import load_model
+
+    model = load_model("demo").model
+    stprune.patch(model, method="rlt", threshold=0.1)
+    text = str(stprune.patch_info(model))
+    assert text.startswith("rlt: before block 0 (r=chosen per clip); est. FLOPs ratio <= 1.000")
+    assert "stprune.last_macs(model)" in text and "tokens in the first" not in text
