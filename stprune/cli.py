@@ -1065,7 +1065,7 @@ def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
         choices=["easy", "hard"],
         default="easy",
         help="demo task the clips come from (default easy, the 'demo' model's; hard: the 'demo-hard' "
-        "model's)",
+        "model's, written as videos/hard_<split>_00000.mp4 ... and hard_<split>.txt)",
     )
     _add_progress(p)
     p.set_defaults(func=_run_make_demo_videos)

@@ -92,8 +92,12 @@ def test_cli_make_demo_videos_of_the_hard_task(tmp_path, capsys):
     """--task hard writes the hard task's clips (the 'demo-hard' model's), decoded losslessly."""
     from stprune.demo.tasks import generate_clip as task_clip
 
+    assert main(["make-demo-videos", "--out", str(tmp_path), "--num", "3"]) == 0  # easy, same folder
+    easy = (tmp_path / "val.txt").read_text()
     assert main(["make-demo-videos", "--out", str(tmp_path), "--num", "2", "--task", "hard"]) == 0
-    lines = (tmp_path / "val.txt").read_text().splitlines()
+    assert (tmp_path / "val.txt").read_text() == easy  # not overwritten
+    lines = (tmp_path / "hard_val.txt").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["videos/hard_val_00000.mp4", "videos/hard_val_00001.mp4"]
     for i, line in enumerate(lines):
         frames, label = task_clip("hard", i, "val")
         assert line.split()[1] == str(label)

@@ -99,7 +99,9 @@ def make_demo_videos(
     task: str = DEFAULT_TASK,
 ) -> Path:
     """Write clips ``0 .. num-1`` of a synthetic split of demo task ``task`` (``"easy"``, the
-    default, or ``"hard"``) as mp4 files plus a list file.
+    default, or ``"hard"``) as mp4 files plus a list file. The hard task's files are named
+    ``hard_<split>...`` (``videos/hard_val_00000.mp4``, ``hard_val.txt``), so both tasks can share
+    a folder and neither overwrites the other.
 
     Files: ``out_dir/videos/<split>_<i:05d>.mp4`` and ``out_dir/<split>.txt`` with one
     ``videos/<split>_<i:05d>.mp4 <label>`` line per clip (paths relative to ``out_dir``, the VideoMAE
@@ -116,11 +118,12 @@ def make_demo_videos(
     (out / "videos").mkdir(parents=True, exist_ok=True)
     codec = pick_codec()
     lines = []
+    stem = split if task == DEFAULT_TASK else f"{task}_{split}"
     for i in tqdm(range(num), desc=f"writing {split} clips ({task} task)", disable=not progress, unit="clip"):
         frames, label = generate_clip(task, i, split, seed)
-        rel = f"videos/{split}_{i:05d}.mp4"
+        rel = f"videos/{stem}_{i:05d}.mp4"
         write_mp4(out / rel, frames, fps=fps, codec=codec, pix_fmt=pix_fmt)
         lines.append(f"{rel} {label}\n")
-    list_path = out / f"{split}.txt"
+    list_path = out / f"{stem}.txt"
     list_path.write_text("".join(lines))
     return list_path
