@@ -476,6 +476,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     resolved = _resolve(args)
     model = resolved.model.to(args.device)
     rows = _measure_flops(model, args)
+    if ort:
+        from stprune.bench.ort import check_ort_rows
+
+        check_ort_rows(model, rows)  # a refusal is the only output
     print(f"clip: {resolved.clip}")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     with _status(args, "timing") as status:
@@ -584,7 +588,7 @@ def _run_export(args: argparse.Namespace) -> int:
     import stprune
     from stprune.adapters import VideoSwinAdapter
     from stprune.bench.report import compact_tokens, write_json
-    from stprune.deploy import EXPORT_FORMATS, _require, export
+    from stprune.deploy import EXPORT_FORMATS, _require, check_exportable, export
     from stprune.models import get_adapter
 
     fmt = EXPORT_FORMATS[os.path.splitext(args.out)[1].lower()]
@@ -605,6 +609,7 @@ def _run_export(args: argparse.Namespace) -> int:
         options = {"shifted_windows": "static"} if isinstance(adapter, VideoSwinAdapter) else {}
         r = args.r if args.r is None or len(args.r) > 1 else args.r[0]
         stprune.patch(model, method=args.method or "sta", r=r, flops_target=args.flops_target, **options)
+    check_exportable(model, fmt)  # a refusal is the only output
     print(f"clip: {resolved.clip}")
     example = next(iter(adapter.example_inputs(args.batch_size).values()))
     with _status(args, f"exporting to {args.out}"):

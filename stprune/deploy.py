@@ -200,8 +200,8 @@ def export_refusal(model: nn.Module, fmt: str = "onnx") -> str | None:
     if fmt == "onnx" and getattr(method, "uses_sample_key", False):
         return (
             f"method {method.name!r} keys each clip's draw by the bit pattern of its values (a float-to-int "
-            "bit cast), which ONNX has only from opset 26, above what torch's exporter writes; export to "
-            ".pt2 (torch.export) instead, or use an index-pruning method such as 'sta'"
+            "bit cast), which ONNX has only from opset 26, above what torch's exporter writes; a .pt2 "
+            "(torch.export) program takes it, or use an index-pruning method such as 'sta'"
         )
     return None
 

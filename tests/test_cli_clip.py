@@ -181,3 +181,18 @@ def test_a_bad_setting_is_the_only_output(command, tmp_path, capsys):
     code, out, err = run([command, "--model", "demo", "--r", "100", *extra], capsys)
     assert_one_line_error(code, err, command, "r=100 is too large for groups of 36 tokens")
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "--model", "demo", "--method", "random", "--r", "4", "--out", "x.onnx"],
+        ["bench", "--model", "demo", "--method", "random", "--r", "10", "--runtime", "onnxruntime", *QUICK],
+    ],
+    ids=["export", "bench-onnxruntime"],
+)
+def test_an_unexportable_setting_is_the_only_output(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, err, argv[0], "method 'random'", "opset 26")
+    assert out == "" and not (tmp_path / "x.onnx").exists()

@@ -23,9 +23,27 @@ from torch import nn
 import stprune
 from stprune.bench.compare import Row
 from stprune.bench.speed import SpeedResult
-from stprune.errors import SettingError
+from stprune.errors import SettingError, UnsupportedModelError
 
-__all__ = ["measure_ort_rows"]
+__all__ = ["check_ort_rows", "measure_ort_rows"]
+
+
+def check_ort_rows(model: nn.Module, rows: Sequence[Row]) -> None:
+    """Raise ``UnsupportedModelError`` naming the first setting of ``rows`` that cannot be exported to
+    ONNX (patches and unpatches ``model`` for each; nothing is traced)."""
+    from stprune.deploy import export_refusal
+
+    for row in rows:
+        row.setting.patch(model)
+        try:
+            why = export_refusal(model, "onnx")
+        finally:
+            if stprune.is_patched(model):
+                stprune.unpatch(model)
+        if why is not None:
+            raise UnsupportedModelError(
+                f"{row.setting.method} {row.setting.label} cannot run in ONNX Runtime: {why}"
+            )
 
 
 def measure_ort_rows(
@@ -57,7 +75,7 @@ def measure_ort_rows(
     Raises:
         UnsupportedModelError: a setting that cannot be exported (before any export).
     """
-    from stprune.deploy import check_exportable, export, onnx_session
+    from stprune.deploy import export, onnx_session
     from stprune.models import get_adapter
 
     for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 0), ("iters", iters, 1)):
@@ -67,13 +85,7 @@ def measure_ort_rows(
         raise SettingError(f"rounds must be >= 1; got {rounds}")
     if not rows:
         raise SettingError("no settings to time")
-    for row in rows:  # every refusal before the first (slow) export
-        row.setting.patch(model)
-        try:
-            check_exportable(model, "onnx")
-        finally:
-            if stprune.is_patched(model):
-                stprune.unpatch(model)
+    check_ort_rows(model, rows)  # every refusal before the first (slow) export
     threads = torch.get_num_threads() if threads is None else threads
     clip = next(iter(get_adapter(model).example_inputs(batch_size).values()))
     with tempfile.TemporaryDirectory(prefix="stprune-ort-") as tmp:
