@@ -219,8 +219,9 @@ def test_repeated_r_options_add_up(capsys):
 
 
 def test_demo_with_only_unreachable_targets_fails_before_the_work(capsys):
-    code, _, err = run(["demo", "--fast", "--targets", "0.05", "--no-progress"], capsys)
+    code, out, err = run(["demo", "--fast", "--targets", "0.05", "--no-progress"], capsys)
     assert_one_line_error(code, err, "demo", "no method reaches any of the FLOPs targets [0.05]")
+    assert out == ""  # not even the banner
 
 
 def test_flops_skips_an_unreachable_target_and_keeps_the_others(capsys):

@@ -135,6 +135,21 @@ def _clips(num: int, task: str) -> Iterator[tuple[torch.Tensor, int]]:
         yield torch.from_numpy(f[None]), int(y)
 
 
+def reachable_settings(
+    model: torch.nn.Module, settings: Sequence, targets: Sequence[float]
+) -> tuple[list, list]:
+    """:func:`resolve_settings` of ``settings`` on the demo ``model``: (resolved, skipped); a
+    ``SettingError`` when no method reaches any of ``targets`` (before any work)."""
+    resolved, skipped = resolve_settings(model, settings)
+    at_targets = [t for t in resolved if t.method != "none" and not t.adaptive]
+    if skipped and not at_targets:
+        raise SettingError(
+            f"no method reaches any of the FLOPs targets {list(targets)} on the demo model; "
+            f"{skipped[0].note[len('skipped ') :]}"
+        )
+    return resolved, skipped
+
+
 def run_demo(
     num_clips: int = 500,
     targets: Sequence[float] = DEFAULT_TARGETS,
@@ -173,13 +188,7 @@ def run_demo(
     from stprune.demo.model import load_demo_info, load_demo_model
 
     model, info = load_demo_model(task=task), load_demo_info(task=task)
-    resolved, skipped = resolve_settings(model, settings)
-    at_targets = [t for t in resolved if t.method != "none" and not t.adaptive]
-    if skipped and not at_targets:  # no method reaches any target: fail before the work
-        raise SettingError(
-            f"no method reaches any of the FLOPs targets {list(targets)} on the demo model; "
-            f"{skipped[0].note[len('skipped ') :]}"
-        )
+    resolved, skipped = reachable_settings(model, settings, targets)
     for s in skipped:
         (on_skip or tqdm.write)(s.note)
     labels: list[int] = []
@@ -395,7 +404,13 @@ def main_demo(
         for path in (json_path, plot_path):  # fail now, not after the whole run
             if path:
                 check_writable(task_path(path, t, several))
-    demo_settings(targets, methods, thresholds)  # bad targets / methods / thresholds: before the banner
+    settings = demo_settings(
+        targets, methods, thresholds
+    )  # bad targets / methods / thresholds: before the banner
+    from stprune.demo.model import load_demo_model
+
+    for t in tasks:  # and targets no method reaches on a task's model
+        reachable_settings(load_demo_model(task=t), settings, targets)
     console = Console()
     rows: list[DemoRow] = []
     for t in tasks:
