@@ -77,7 +77,7 @@ def test_flops_on_vivit_preset_runs_on_meta(tmp_path):
 def test_bad_model_spec_is_a_clear_error(capsys):
     assert main(["flops", "--model", "./nope", "--r", "2"]) == 2
     err = capsys.readouterr().err
-    assert "stprune flops: error: --model './nope': no such file or directory, and not a preset" in err
+    assert "stprune flops: error: model './nope': no such file or directory, and not a preset" in err
 
 
 def test_bad_r_is_a_clear_error(model_dir, capsys):

@@ -394,7 +394,7 @@ def _load_swin(
     except StpruneError:
         raise
     except (ValueError, KeyError, RuntimeError) as err:  # a checkpoint that does not fit
-        raise InputError(f"--model {str(path)!r}: not a loadable Video Swin checkpoint: {err}") from err
+        raise InputError(f"model {str(path)!r}: not a loadable Video Swin checkpoint: {err}") from err
     recorded = dict(getattr(model, "stprune_meta", None) or {})
     meta = {**_SWIN_DEFAULT, **recorded}
     note = None
@@ -491,7 +491,7 @@ def resolve_model(
     if path.is_file():
         if path.suffix not in CHECKPOINT_SUFFIXES:
             raise InputError(
-                f"--model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
+                f"model file {spec!r}: expected one of {CHECKPOINT_SUFFIXES}, or a model directory"
             )
         sd, saved_args = _load_checkpoint(path)
         from stprune.architectures.videomae_zoo import (
@@ -507,9 +507,9 @@ def resolve_model(
             except StpruneError:
                 raise
             except NotImplementedError as err:
-                raise UnsupportedModelError(f"--model {spec!r}: {err}") from err
+                raise UnsupportedModelError(f"model {spec!r}: {err}") from err
             except (ValueError, KeyError, RuntimeError) as err:  # shapes / settings that do not fit
-                raise InputError(f"--model {spec!r}: {err}") from err
+                raise InputError(f"model {spec!r}: {err}") from err
             pre = preprocessing_from_config(model.config, {})
             defaults = [
                 text
@@ -537,25 +537,25 @@ def resolve_model(
             return _load_swin(path, num_frames, image_size, sd)  # the state dict read above, not re-read
         if given:
             raise _geometry_refused(
-                given, f"--model {spec!r} is neither a VideoMAE zoo nor a Video Swin checkpoint"
+                given, f"model {spec!r} is neither a VideoMAE zoo nor a Video Swin checkpoint"
             )
         raise InputError(
-            f"--model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
+            f"model {spec!r}: checkpoint keys match neither a VideoMAE zoo ViT "
             "(patch_embed.proj.weight, blocks.0.attn.qkv.weight) nor a Video Swin "
             f"(relative_position_bias_table); first keys: {keys[:5]}"
         )
 
     if not_frames:
         raise _geometry_refused(
-            not_frames, f"--model {spec!r} is a Hugging Face model, whose config fixes them"
+            not_frames, f"model {spec!r} is a Hugging Face model, whose config fixes them"
         )
     if path.is_dir() and not (path / "config.json").is_file():
-        raise InputError(f"--model directory {spec!r} has no config.json (save it with save_pretrained)")
+        raise InputError(f"model directory {spec!r} has no config.json (save it with save_pretrained)")
     if num_frames is not None and path.is_dir():  # refused before loading the weights
         _frames_settable(_dir_model_type(path), spec, num_frames)
     if not path.is_dir() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise MissingFileError(
-            f"--model {spec!r}: no such file or directory, and not a preset or a hub id (owner/name); "
+            f"model {spec!r}: no such file or directory, and not a preset or a hub id (owner/name); "
             f"use {MODEL_HELP}"
         )
     from transformers import AutoModelForVideoClassification
@@ -575,18 +575,18 @@ def resolve_model(
             own_memory(model)  # safetensors maps the file at unaligned addresses: copy (see own_memory)
     except OSError as e:
         if path.is_dir():
-            raise InputError(f"--model directory {spec!r}: cannot load it with from_pretrained ({e})") from e
+            raise InputError(f"model directory {spec!r}: cannot load it with from_pretrained ({e})") from e
         if offline:
             raise MissingFileError(
-                f"--model {spec!r}: the Hugging Face hub cannot be reached from this machine and the model "
+                f"model {spec!r}: the Hugging Face hub cannot be reached from this machine and the model "
                 "is not in the local cache; pass a local directory saved with save_pretrained"
             ) from e
         raise MissingFileError(
-            f"--model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
+            f"model {spec!r}: cannot load it from the Hugging Face hub or cache ({e}); without network "
             "access pass a local directory saved with save_pretrained"
         ) from e
     except (ValueError, KeyError) as e:  # a config.json transformers does not understand
-        raise InputError(f"--model {spec!r}: cannot build a video classifier from it ({e})") from e
+        raise InputError(f"model {spec!r}: cannot build a video classifier from it ({e})") from e
     if num_frames is not None:
         _frames_settable(model.config.model_type, spec, num_frames)
         _set_vjepa2_frames(model, num_frames)
@@ -594,7 +594,7 @@ def resolve_model(
     # VideoMAE's test code and V-JEPA 2's processor normalise with the ImageNet values by default
     if "image_mean" not in processor and model.config.model_type not in ("videomae", "vjepa2"):
         warnings.warn(
-            f"--model {spec!r}: no image_mean/image_std in a processor config; normalising with the "
+            f"model {spec!r}: no image_mean/image_std in a processor config; normalising with the "
             "ImageNet defaults, which may not be what this model was trained with",
             stacklevel=2,
         )
@@ -693,7 +693,7 @@ def _frames_settable(model_type: str | None, spec: str, num_frames: int) -> None
     if model_type != "vjepa2":
         raise _geometry_refused(
             f"--num-frames {num_frames}",
-            f"--model {spec!r} is {model_type!r}, whose config fixes its frame count",
+            f"model {spec!r} is {model_type!r}, whose config fixes its frame count",
         )
 
 
