@@ -140,7 +140,11 @@ def _status(args: argparse.Namespace, text: str) -> object:
 
 
 def _add_version(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("version", help="print the stprune version")
+    p = sub.add_parser(
+        "version",
+        help="print the stprune version",
+        description="Print the stprune version (as stprune --version).",
+    )
     p.set_defaults(func=_run_version)
 
 
@@ -218,7 +222,7 @@ def _add_setting_args(p: argparse.ArgumentParser) -> None:
     from stprune.architectures.loading import MODEL_HELP
     from stprune.methods import METHODS
 
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, metavar="M", help=MODEL_HELP)
     _add_geometry(p)
     p.add_argument("--method", default="sta", choices=sorted(METHODS), help="pruning method (default: sta)")
     _add_r_and_target(
@@ -253,7 +257,13 @@ def _settings(args: argparse.Namespace) -> list:
 
 
 def _add_flops(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flops", help="GFLOPs before/after pruning and tokens per block")
+    p = sub.add_parser(
+        "flops",
+        help="GFLOPs before/after pruning and tokens per block",
+        description="Count a model's GFLOPs per clip unpruned and at every --r / --flops-target (a video "
+        "LLM: per prompt, at every --keep-ratio / --r), with the tokens each block sees, from the plan "
+        "(presets and model directories are built on the meta device: nothing runs).",
+    )
     _add_setting_args(p)
     p.set_defaults(func=_run_flops)
 
@@ -387,7 +397,14 @@ def _run_flops(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="throughput, latency and forward memory, unpruned vs pruned")
+    p = sub.add_parser(
+        "bench",
+        help="throughput, latency and forward memory, unpruned vs pruned",
+        description="Time a model unpruned and at every --r / --flops-target (a video LLM: the prefill at "
+        "every --keep-ratio / --r), the settings interleaved round by round, in PyTorch or (--runtime "
+        "onnxruntime) as exported ONNX; prints throughput, latency, speed-up vs 1 / FLOPs ratio and forward "
+        "memory.",
+    )
     _add_setting_args(p)
     p.add_argument(
         "--batch-size", metavar="B", type=positive_int, default=1, help="clips per forward, >= 1 (default 1)"
@@ -544,7 +561,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "must see the planned number of tokens (ONNX: in ONNX Runtime). Video Swin is exported in its static "
         "shifted-window layout. Settings whose token counts depend on the data are refused before any work.",
     )
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, metavar="M", help=MODEL_HELP)
     _add_geometry(p)
     p.add_argument(
         "--method",
@@ -651,17 +668,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     from stprune.architectures.loading import MODEL_HELP
 
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, metavar="M", help=MODEL_HELP)
     p.add_argument(
-        "--data", required=True, help="video list: 'path label' lines, or CSV with header path|video,label"
+        "--data",
+        required=True,
+        metavar="LIST",
+        help="video list: 'path label' lines, or CSV with header path|video,label",
     )
     p.add_argument(
-        "--root", default=None, help="folder relative paths are resolved against (default: the list's folder)"
+        "--root",
+        default=None,
+        metavar="DIR",
+        help="folder relative paths are resolved against (default: the list's folder)",
     )
     p.add_argument(
         "--out",
         required=True,
         type=output_dir,
+        metavar="DIR",
         help="results folder (predictions.rank*.jsonl, summary.json; a sweep: a folder per setting, "
         "sweep.json, sweep.png)",
     )
@@ -672,12 +696,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="test sampling (default kinetics)",
     )
     p.add_argument(
-        "--views", default=None, help="TxS temporal clips x spatial crops (default 5x3 kinetics, 2x3 ssv2)"
+        "--views",
+        default=None,
+        metavar="TxS",
+        help="T temporal clips x S spatial crops (default 5x3 kinetics, 2x3 ssv2; a value starting with "
+        "'-' needs '=': --views=-1x3)",
     )
     p.add_argument(
         "--sampling-rate",
         type=int,
         default=None,
+        metavar="S",
         help="kinetics frame stride (default: the model's own when its checkpoint records it, e.g. 1 for "
         "the demo model; else 4, VideoMAE's Kinetics test)",
     )
@@ -695,7 +724,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     _add_r_and_target(
         p,
-        "tokens dropped per group at each pruning point; several values make a sweep",
+        "tokens dropped per group at each pruning point; several values make a sweep (default: neither "
+        "--r nor --flops-target: the unpruned model)",
         "target FLOPs ratio(s) in (0, 1]; several values make a sweep",
     )
     p.add_argument(
@@ -713,21 +743,32 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="write the sweep layout (a folder per setting, the unpruned model included, sweep.json and "
         "sweep.png) even for one setting; several settings always make a sweep",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, metavar="N", help="views per forward pass (default 8)"
+    )
     p.add_argument(
         "--workers",
         type=int,
         default=None,
+        metavar="N",
         help="decoding DataLoader workers (default: 4, or fewer when fewer CPUs are available per rank)",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument(
+        "--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: cuda if available)"
+    )
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "fp16", "bf16"],
         default="auto",
         help="autocast precision (auto: fp16 on cuda as VideoMAE tests, fp32 on cpu)",
     )
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos of the list")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate only the first N videos of the list (default: all)",
+    )
     _add_geometry(p)
     p.add_argument("--overwrite", action="store_true", help="discard results already in --out")
     _add_progress(p)
@@ -1048,6 +1089,8 @@ def _add_make_demo_videos(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "make-demo-videos",
         help="write synthetic demo clips as mp4 files plus a '<split>.txt' list (path label per line)",
+        description="Write clips 0 .. N-1 of a synthetic demo split as lossless mp4 files and a "
+        "VideoMAE-style list ('path label' per line), so stprune eval runs on them like on any dataset.",
     )
     p.add_argument("--out", metavar="DIR", required=True, type=output_dir, help="output directory")
     p.add_argument("--num", metavar="N", type=positive_int, required=True, help="number of clips, >= 1")

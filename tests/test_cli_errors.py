@@ -247,3 +247,25 @@ def test_an_unknown_argument_is_named_by_its_subcommand(argv, extra, capsys):
         code, err, argv[0], f"unrecognized arguments: {extra}", f"'stprune {argv[0]} --help'"
     )
     assert out == ""
+
+
+COMMANDS = ["version", "flops", "bench", "export", "eval", "demo", "show", "make-demo-videos"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_has_a_description_and_named_values(command, capsys):
+    """`stprune <command> --help`: a description under the usage, every option with help text, no
+    metavar that is just the option's name in capitals (argparse's default, e.g. SAMPLING_RATE)."""
+    import re
+
+    code, out, _ = run([command, "--help"], capsys)
+    assert code == 0
+    usage, rest = out.split("\n\n", 1)
+    assert not rest.startswith("options:"), out  # a description paragraph comes first
+    for option in re.findall(r"--([a-z][a-z0-9-]*) ([A-Z_]{2,})\b", out):
+        assert option[1] != option[0].upper().replace("-", "_"), option
+    lines = rest.split("options:", 1)[1].splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^  (-\S.*?)(\s{2,}\S.*)?$", line)
+        if m and not m.group(2):  # an option alone on its line: its help is on the next
+            assert i + 1 < len(lines) and lines[i + 1].startswith(" " * 10), (command, line)

@@ -61,14 +61,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = OneLineParser(prog="python -m stprune.demo.check", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", choices=list(TASKS), default="easy", help="demo task (default easy)")
     p.add_argument(
-        "--weights", type=Path, default=None, help="model weights (default: the task's bundled model)"
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="model weights, .safetensors with its .json beside it (default: the task's bundled model)",
     )
-    p.add_argument("--num", type=positive_int, default=600, help="validation clips")
-    p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_VAL_SEED, help="validation split seed")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--threads", type=positive_int, default=2)
-    p.add_argument("--flops-target", type=flops_ratio, nargs="*", default=[0.9, 0.8, 0.7, 0.6, 0.5])
-    p.add_argument("--method", default="sta", choices=sorted(encoder_methods()))
+    p.add_argument(
+        "--num", type=positive_int, default=600, metavar="N", help="validation clips (default 600)"
+    )
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=DEFAULT_VAL_SEED,
+        metavar="S",
+        help="validation split seed (default 0)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32, metavar="B", help="clips per forward (default 32)"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=2, metavar="N", help="torch CPU threads (default 2)"
+    )
+    p.add_argument(
+        "--flops-target",
+        type=flops_ratio,
+        nargs="*",
+        default=[0.9, 0.8, 0.7, 0.6, 0.5],
+        metavar="X",
+        help="FLOPs targets to score the method at (default 0.9 0.8 0.7 0.6 0.5; none: unpruned only)",
+    )
+    p.add_argument(
+        "--method", default="sta", choices=sorted(encoder_methods()), help="pruning method (default sta)"
+    )
     p.add_argument("--mp4", action="store_true", help="also score clips written to mp4 and decoded")
     args = p.parse_args(argv)
     if args.weights is None:
