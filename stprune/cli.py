@@ -845,7 +845,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     ci_text = f" [95% CI {ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
     print(f"top-1 {pct(summary['top1'])}{ci_text}  top-5 {pct(summary['top5'])}  ({counts} {views})")
     if summary["gflops_per_view"] is not None:
-        print(f"GFLOPs per view: {summary['gflops_per_view']:.4g}")
+        from stprune.bench.report import gflops_text
+
+        print(f"GFLOPs per view: {gflops_text(summary['gflops_per_view'])}")
     merged = f"{args.out}/predictions.jsonl"
     print(f"results: {args.out}/summary.json, {merged}")
     if summary["num_evaluated"] == 0:  # nothing could be evaluated: a failed run, whatever the cause

@@ -101,7 +101,8 @@ def test_failures_are_in_the_headline(setup, tmp_path, capsys):
     args = _args(setup, tmp_path, ["--data", str(base / "mixed.txt"), "--views", "1x1", "--device", "cpu"])
     assert main(args) == 0
     out = capsys.readouterr().out
-    headline = out.splitlines()[0]
+    clip, headline = out.splitlines()[:2]  # the clip line, printed before the first video, then the result
+    assert clip.startswith("clip per view: ")
     assert "2 of 4 videos evaluated" in headline and "2 failed" in headline, headline
     assert "counting failures as wrong" in headline, headline
 
@@ -112,7 +113,7 @@ def test_no_video_evaluated_exits_non_zero(setup, tmp_path, capsys):
     code = main(args)
     captured = capsys.readouterr()
     assert code == 1
-    assert "0 of 2 videos evaluated, 2 failed" in captured.out.splitlines()[0]
+    assert "0 of 2 videos evaluated, 2 failed" in captured.out.splitlines()[1]
     assert "no video could be evaluated" in _one_line_error(captured.err)
 
 

@@ -141,3 +141,11 @@ def test_terminal_tables_never_break_a_value(width):
     out = buf.getvalue()
     for value in values:
         assert value in out, out
+
+
+def test_gflops_keep_four_significant_digits_below_ten():
+    from stprune.bench.report import gflops_text
+
+    assert [gflops_text(v) for v in (180.344, 96.449, 10.0, 1.04045, 0.70739, 0.5003)] == [
+        "180.34", "96.45", "10.00", "1.040", "0.7074", "0.5003"
+    ]  # fmt: skip

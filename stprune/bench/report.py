@@ -119,7 +119,7 @@ def print_rows(rows: Sequence[Row], title: str, console: Console | None = None, 
             r.setting.method,
             r.setting.label,
             ",".join(map(str, r.r_per_stage)) or "-",
-            f"{r.gflops:.2f}",
+            gflops_text(r.gflops),
             f"{r.ratio:.3f}",
         ]
         cells += [_fmt(r.extra.get(k)) for k in extra_keys]
@@ -138,6 +138,12 @@ def print_rows(rows: Sequence[Row], title: str, console: Console | None = None, 
         table_rows.append(cells)
     notes = [MEMORY_NOTE if memory else "forward memory: not measured in this runtime"] if timed else []
     print_table(title, columns, table_rows, console, notes=notes)
+
+
+def gflops_text(v: float) -> str:
+    """GFLOPs for a table: two decimals from 10 up (``180.34``), else four significant digits
+    (``1.040``, ``0.7074``), so settings of a small model stay told apart."""
+    return f"{v:.2f}" if v >= 10 else f"{v:#.4g}"
 
 
 def _fmt(v: object) -> str:
