@@ -191,9 +191,13 @@ def test_the_plot_draws_the_intervals_as_error_bars():
         CurvePoint("sta", "flops_target=0.7", 0.7, 98.0, ci95=(96.0, 99.0)),
         CurvePoint("random", "flops_target=0.7", 0.7, 90.0, ci95=(86.0, 93.0)),
     ]
-    ax = sweep_figure(points, "t").axes[0]
+    fig = sweep_figure(points, "t")
+    ax = fig.axes[0]
     assert sum(isinstance(c, ErrorbarContainer) for c in ax.containers) == 3
     assert "95%" in ax.get_ylabel() and ax.get_ylim()[0] < 86.0
+    fig.canvas.draw()
+    legend, plot = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 > plot.x1  # beside the axes: it hides no point or error bar
 
 
 # --------------------------------------------------------------------------------------------

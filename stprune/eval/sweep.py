@@ -508,7 +508,7 @@ def sweep_figure(points: Sequence[CurvePoint], title: str, xlabel: str = "GFLOPs
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.6, 4.4), dpi=120)
     base = next((p for p in points if p.method == "none"), None)
     methods = list(dict.fromkeys(p.method for p in points if p.method != "none"))
     for n, method in enumerate(methods):
@@ -550,6 +550,6 @@ def sweep_figure(points: Sequence[CurvePoint], title: str, xlabel: str = "GFLOPs
     ax.set_ylabel("top-1 (%), bars: 95% interval" if bars else "top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if points:
-        ax.legend(loc="lower right")
+    if points:  # beside the axes, where it hides no point or error bar
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
     return fig
